@@ -1,0 +1,247 @@
+import DequeModule
+import Synchronization
+
+/// A bounded multi-producer channel with backpressure: ``send(_:)`` waits while the buffer
+/// is full, so a fast producer is slowed to the pace of its consumer.
+///
+/// Elements are delivered in order, each to exactly one receiver. ``finish()`` closes the
+/// channel: sends fail from then on, and receivers get what is buffered, then `nil`.
+/// The channel is an `AsyncSequence`, so `filter`, `map` and the rest compose with it.
+///
+/// ```swift
+/// let channel = BoundedChannel<Int>(capacity: 1024)
+/// try await channel.send(1)
+/// channel.finish()
+/// for await value in channel.filter({ $0 > 0 }) { print(value) }
+/// ```
+public final class BoundedChannel<Element: Sendable>: Sendable {
+    private let state: Mutex<State>
+    /// How many elements the buffer holds before senders wait.
+    public let capacity: Int
+
+    private final class Sender: @unchecked Sendable {
+        var element: Element?
+        var continuation: UnsafeContinuation<Void, any Error>?
+        var isCancelled = false
+        init(element: Element) { self.element = element }
+    }
+
+    private final class Receiver: @unchecked Sendable {
+        var continuation: UnsafeContinuation<Element?, Never>?
+        var isCancelled = false
+    }
+
+    private enum SendOutcome {
+        case buffered, handedTo(UnsafeContinuation<Element?, Never>), closed, cancelled, wait
+    }
+
+    private enum ReceiveOutcome {
+        case element(Element, admitted: UnsafeContinuation<Void, any Error>?), finished, wait
+    }
+
+    private struct State: @unchecked Sendable {
+        var buffer: Deque<Element>
+        var senders = Deque<Sender>()
+        var receivers = Deque<Receiver>()
+        var isFinished = false
+    }
+
+    /// Creates a channel whose buffer holds `capacity` elements (at least 1).
+    public init(capacity: Int) {
+        precondition(capacity >= 1, "BoundedChannel capacity must be at least 1, got \(capacity)")
+        self.capacity = capacity
+        state = Mutex(State(buffer: Deque(minimumCapacity: Swift.min(capacity, 4096))))
+    }
+
+    /// Elements buffered right now.
+    public var count: Int { state.withLock { $0.buffer.count } }
+
+    /// True once ``finish()`` has been called.
+    public var isFinished: Bool { state.withLock { $0.isFinished } }
+
+    /// Sends `element`, waiting while the buffer is full.
+    /// - Throws: ``RuntimeError`` with code ``RuntimeError/Code/closed`` if the channel is
+    ///   finished; `CancellationError` if the task is cancelled while waiting (the element
+    ///   is then not sent).
+    public func send(_ element: Element) async throws {
+        switch state.withLock({ Self.offer(element, to: &$0, capacity: capacity) }) {
+        case .buffered, .cancelled: return
+        case .handedTo(let receiver): receiver.resume(returning: element)
+        case .closed: throw Self.closedError()
+        case .wait: try await sendWaiting(element)
+        }
+    }
+
+    /// Hands `element` to a waiting receiver or buffers it, if either is possible.
+    private static func offer(_ element: Element, to state: inout State, capacity: Int) -> SendOutcome {
+        if state.isFinished { return .closed }
+        while let receiver = state.receivers.popFirst() {
+            guard let continuation = receiver.continuation else { continue }
+            receiver.continuation = nil
+            return .handedTo(continuation)
+        }
+        if state.buffer.count < capacity {
+            state.buffer.append(element)
+            return .buffered
+        }
+        return .wait
+    }
+
+    /// Sends `element` if there is room now; never waits.
+    /// - Returns: false if the buffer is full or the channel is finished.
+    public func trySend(_ element: Element) -> Bool {
+        switch state.withLock({ Self.offer(element, to: &$0, capacity: capacity) }) {
+        case .buffered: return true
+        case .handedTo(let receiver):
+            receiver.resume(returning: element)
+            return true
+        case .closed, .wait, .cancelled: return false
+        }
+    }
+
+    private func sendWaiting(_ element: Element) async throws {
+        let sender = Sender(element: element)
+        try await withTaskCancellationHandler {
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+                let outcome = state.withLock { state -> SendOutcome in
+                    if sender.isCancelled { return .cancelled }
+                    let outcome = Self.offer(element, to: &state, capacity: capacity)
+                    if case .wait = outcome {
+                        sender.continuation = continuation
+                        state.senders.append(sender)
+                    }
+                    return outcome
+                }
+                switch outcome {
+                case .wait: break
+                case .buffered: continuation.resume()
+                case .closed: continuation.resume(throwing: Self.closedError())
+                case .cancelled: continuation.resume(throwing: CancellationError())
+                case .handedTo(let receiver):
+                    receiver.resume(returning: element)
+                    continuation.resume()
+                }
+            }
+        } onCancel: {
+            let continuation = state.withLock { state -> UnsafeContinuation<Void, any Error>? in
+                sender.isCancelled = true
+                guard let continuation = sender.continuation else { return nil }
+                sender.continuation = nil
+                sender.element = nil
+                if let index = state.senders.firstIndex(where: { $0 === sender }) { state.senders.remove(at: index) }
+                return continuation
+            }
+            continuation?.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Receives the next element, waiting while the channel is empty.
+    /// - Returns: the element, or `nil` once the channel is finished and drained, or when
+    ///   the task is cancelled while waiting.
+    public func receive() async -> Element? {
+        switch state.withLock({ Self.take(from: &$0) }) {
+        case .element(let element, let admitted):
+            admitted?.resume()
+            return element
+        case .finished: return nil
+        case .wait: return await receiveWaiting()
+        }
+    }
+
+    private static func take(from state: inout State) -> ReceiveOutcome {
+        if let element = state.buffer.popFirst() {
+            return .element(element, admitted: admitWaitingSender(&state))
+        }
+        return state.isFinished ? .finished : .wait
+    }
+
+    /// Moves the first waiting sender's element into the buffer; returns its continuation.
+    private static func admitWaitingSender(_ state: inout State) -> UnsafeContinuation<Void, any Error>? {
+        while let sender = state.senders.popFirst() {
+            guard let continuation = sender.continuation, let element = sender.element else { continue }
+            sender.continuation = nil
+            sender.element = nil
+            state.buffer.append(element)
+            return continuation
+        }
+        return nil
+    }
+
+    private func receiveWaiting() async -> Element? {
+        let receiver = Receiver()
+        return await withTaskCancellationHandler {
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<Element?, Never>) in
+                let outcome = state.withLock { state -> ReceiveOutcome in
+                    if receiver.isCancelled { return .finished }
+                    let outcome = Self.take(from: &state)
+                    if case .wait = outcome {
+                        receiver.continuation = continuation
+                        state.receivers.append(receiver)
+                    }
+                    return outcome
+                }
+                switch outcome {
+                case .wait: break
+                case .element(let element, let admitted):
+                    admitted?.resume()
+                    continuation.resume(returning: element)
+                case .finished: continuation.resume(returning: nil)
+                }
+            }
+        } onCancel: {
+            let continuation = state.withLock { state -> UnsafeContinuation<Element?, Never>? in
+                receiver.isCancelled = true
+                guard let continuation = receiver.continuation else { return nil }
+                receiver.continuation = nil
+                if let index = state.receivers.firstIndex(where: { $0 === receiver }) { state.receivers.remove(at: index) }
+                return continuation
+            }
+            continuation?.resume(returning: nil)
+        }
+    }
+
+    /// Closes the channel. Waiting senders fail with ``RuntimeError/Code/closed``; receivers
+    /// get the buffered elements, then `nil`. Calling it again does nothing.
+    public func finish() {
+        let (senders, receivers) = state.withLock { state in
+            state.isFinished = true
+            defer {
+                state.senders.removeAll()
+                state.receivers.removeAll()
+            }
+            return (
+                state.senders.compactMap { sender -> UnsafeContinuation<Void, any Error>? in
+                    defer { sender.continuation = nil }
+                    return sender.continuation
+                },
+                state.receivers.compactMap { receiver -> UnsafeContinuation<Element?, Never>? in
+                    defer { receiver.continuation = nil }
+                    return receiver.continuation
+                }
+            )
+        }
+        for sender in senders { sender.resume(throwing: Self.closedError()) }
+        for receiver in receivers { receiver.resume(returning: nil) }
+    }
+
+    private static func closedError() -> RuntimeError {
+        RuntimeError(.closed, "the channel is finished and takes no more elements; stop sending once finish() has been called")
+    }
+}
+
+extension BoundedChannel: AsyncSequence {
+    public typealias Failure = Never
+
+    public func makeAsyncIterator() -> Iterator { Iterator(channel: self) }
+
+    /// Receives elements until the channel is finished and drained.
+    public struct Iterator: AsyncIteratorProtocol {
+        let channel: BoundedChannel
+
+        public mutating func next(isolation actor: isolated (any Actor)?) async -> Element? {
+            await channel.receive()
+        }
+
+        public mutating func next() async -> Element? { await channel.receive() }
+    }
+}
