@@ -22,6 +22,15 @@ size_t kizuna_thread_stack_minimum(void);
 /// The number of CPUs this process may run on (sched_getaffinity), or 0 if unknown.
 int kizuna_affinity_cpu_count(void);
 
+/// A CPU hint for spin-wait loops (x86 `pause`).
+static inline void kizuna_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 /// A monotonic clock reading in nanoseconds.
 uint64_t kizuna_monotonic_nanoseconds(void);
 

@@ -4,6 +4,10 @@ import Synchronization
 /// A bounded multi-producer channel with backpressure: ``send(_:)`` waits while the buffer
 /// is full, so a fast producer is slowed to the pace of its consumer.
 ///
+/// Once the buffer is full, waiting senders are let in again when it has drained to half,
+/// all at once, instead of one per received element: a full channel then costs one
+/// wake-up per half buffer, not one per element.
+///
 /// Elements are delivered in order, each to exactly one receiver. ``finish()`` closes the
 /// channel: sends fail from then on, and receivers get what is buffered, then `nil`.
 /// The channel is an `AsyncSequence`, so `filter`, `map` and the rest compose with it.
@@ -36,7 +40,7 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
     }
 
     private enum ReceiveOutcome {
-        case element(Element, admitted: UnsafeContinuation<Void, any Error>?), finished, wait
+        case element(Element, admitted: [UnsafeContinuation<Void, any Error>]), finished, wait
     }
 
     private struct State: @unchecked Sendable {
@@ -139,32 +143,35 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
     /// - Returns: the element, or `nil` once the channel is finished and drained, or when
     ///   the task is cancelled while waiting.
     public func receive() async -> Element? {
-        switch state.withLock({ Self.take(from: &$0) }) {
+        switch state.withLock({ Self.take(from: &$0, capacity: capacity) }) {
         case .element(let element, let admitted):
-            admitted?.resume()
+            for sender in admitted { sender.resume() }
             return element
         case .finished: return nil
         case .wait: return await receiveWaiting()
         }
     }
 
-    private static func take(from state: inout State) -> ReceiveOutcome {
+    private static func take(from state: inout State, capacity: Int) -> ReceiveOutcome {
         if let element = state.buffer.popFirst() {
-            return .element(element, admitted: admitWaitingSender(&state))
+            return .element(element, admitted: admitWaitingSenders(&state, capacity: capacity))
         }
         return state.isFinished ? .finished : .wait
     }
 
-    /// Moves the first waiting sender's element into the buffer; returns its continuation.
-    private static func admitWaitingSender(_ state: inout State) -> UnsafeContinuation<Void, any Error>? {
-        while let sender = state.senders.popFirst() {
+    /// Once the buffer has drained to half, moves waiting senders' elements into it while
+    /// there is room; returns their continuations.
+    private static func admitWaitingSenders(_ state: inout State, capacity: Int) -> [UnsafeContinuation<Void, any Error>] {
+        guard !state.senders.isEmpty, state.buffer.count <= capacity / 2 else { return [] }
+        var admitted: [UnsafeContinuation<Void, any Error>] = []
+        while state.buffer.count < capacity, let sender = state.senders.popFirst() {
             guard let continuation = sender.continuation, let element = sender.element else { continue }
             sender.continuation = nil
             sender.element = nil
             state.buffer.append(element)
-            return continuation
+            admitted.append(continuation)
         }
-        return nil
+        return admitted
     }
 
     private func receiveWaiting() async -> Element? {
@@ -173,7 +180,7 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
             await withUnsafeContinuation { (continuation: UnsafeContinuation<Element?, Never>) in
                 let outcome = state.withLock { state -> ReceiveOutcome in
                     if receiver.isCancelled { return .finished }
-                    let outcome = Self.take(from: &state)
+                    let outcome = Self.take(from: &state, capacity: capacity)
                     if case .wait = outcome {
                         receiver.continuation = continuation
                         state.receivers.append(receiver)
@@ -183,7 +190,7 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
                 switch outcome {
                 case .wait: break
                 case .element(let element, let admitted):
-                    admitted?.resume()
+                    for sender in admitted { sender.resume() }
                     continuation.resume(returning: element)
                 case .finished: continuation.resume(returning: nil)
                 }
@@ -198,6 +205,21 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
             }
             continuation?.resume(returning: nil)
         }
+    }
+
+    /// Moves up to `limit` buffered elements into `batch` under one lock, waiting only
+    /// while the channel is empty. Leaves `batch` empty once the channel is finished.
+    func receiveBatch(into batch: inout Deque<Element>, limit: Int) async {
+        let admitted = state.withLock { state -> [UnsafeContinuation<Void, any Error>] in
+            var admitted: [UnsafeContinuation<Void, any Error>] = []
+            while batch.count < limit, let element = state.buffer.popFirst() {
+                batch.append(element)
+                admitted += Self.admitWaitingSenders(&state, capacity: capacity)
+            }
+            return admitted
+        }
+        for sender in admitted { sender.resume() }
+        if batch.isEmpty, let element = await receiveWaiting() { batch.append(element) }
     }
 
     /// Closes the channel. Waiting senders fail with ``RuntimeError/Code/closed``; receivers
@@ -235,13 +257,21 @@ extension BoundedChannel: AsyncSequence {
     public func makeAsyncIterator() -> Iterator { Iterator(channel: self) }
 
     /// Receives elements until the channel is finished and drained.
+    ///
+    /// It takes what is buffered in batches of up to 64 under one lock, so elements in its
+    /// hands have left the channel: up to 64 more than `capacity` may be in flight.
     public struct Iterator: AsyncIteratorProtocol {
         let channel: BoundedChannel
+        private var batch = Deque<Element>()
+
+        init(channel: BoundedChannel) { self.channel = channel }
 
         public mutating func next(isolation actor: isolated (any Actor)?) async -> Element? {
-            await channel.receive()
+            if let element = batch.popFirst() { return element }
+            await channel.receiveBatch(into: &batch, limit: 64)
+            return batch.popFirst()
         }
 
-        public mutating func next() async -> Element? { await channel.receive() }
+        public mutating func next() async -> Element? { await next(isolation: nil) }
     }
 }

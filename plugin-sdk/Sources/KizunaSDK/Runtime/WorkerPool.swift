@@ -8,19 +8,22 @@ import Synchronization
 /// pthreads with the configured stack size (the global concurrent pool's width and stacks
 /// cannot be configured, DESIGN.md fact 7).
 ///
-/// One FIFO queue under one lock; a worker that finds it empty spins briefly before it
-/// sleeps, because a sleeping worker costs a futex wake-up for the next job.
+/// One FIFO queue under one lock. A worker that finds it empty spins briefly before it
+/// sleeps, and a producer wakes a sleeper only when no worker is spinning and no wake-up
+/// is already on its way: each wake-up is a futex system call.
 final class WorkerPool: TaskExecutor, @unchecked Sendable {
     private let condition = ConditionLock()
     // Guarded by `condition`.
     private var queue = Deque<UnownedJob>()
     private var sleepers = 0
+    private var spinners = 0
+    private var pendingWakes = 0
     private var stopping = false
     private var threads: [PlatformThread] = []
     // Mirrors queue.count (written under the lock) so idle workers can spin without locking.
     private let queuedHint = Atomic<Int>(0)
 
-    private static let spinsBeforeSleep = 64
+    private static let spinsBeforeSleep = 32
 
     let threadCount: Int
     let namePrefix: String
@@ -69,7 +72,8 @@ final class WorkerPool: TaskExecutor, @unchecked Sendable {
         }
         queue.append(job)
         queuedHint.store(queue.count, ordering: .relaxed)
-        let wake = sleepers > 0
+        let wake = spinners == 0 && sleepers > pendingWakes
+        if wake { pendingWakes += 1 }
         condition.unlock()
         if wake { condition.signal() }
     }
@@ -88,16 +92,19 @@ final class WorkerPool: TaskExecutor, @unchecked Sendable {
             }
             if stopping { break }
             // Spin a little with the lock released: most idle gaps are short.
+            spinners += 1
             condition.unlock()
-            for spin in 0..<Self.spinsBeforeSleep {
+            for _ in 0..<Self.spinsBeforeSleep {
                 if queuedHint.load(ordering: .relaxed) > 0 { break }
-                if spin & 7 == 7 { sched_yield() }
+                sched_yield()
             }
             condition.lock()
+            spinners -= 1
             if !queue.isEmpty || stopping { continue }
             sleepers += 1
             condition.wait()
             sleepers -= 1
+            if pendingWakes > 0 { pendingWakes -= 1 }
         }
         condition.unlock()
         kizuna_thread_set_current_pool(nil)

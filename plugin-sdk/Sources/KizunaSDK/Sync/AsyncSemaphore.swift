@@ -1,3 +1,4 @@
+import CKizunaRuntime
 import DequeModule
 import Synchronization
 
@@ -27,6 +28,8 @@ final class AsyncSemaphore: Sendable {
         init(count: Int) { self.count = count }
     }
 
+    private static var spinsBeforeWaiting: Int { 128 }
+
     init(permits: Int) {
         capacity = permits
         state = Atomic(permits << 1)
@@ -53,6 +56,14 @@ final class AsyncSemaphore: Sendable {
     ///   holds no permit and has left the line.
     @inline(__always) func acquire(_ count: Int = 1) async throws(CancellationError) {
         if tryAcquire(count) { return }
+        // Holders usually release within nanoseconds, so a short spin beats suspending, but
+        // only while nobody is queued: then the task to run next is a queued one, and
+        // spinning would keep a worker from it.
+        for _ in 0..<Self.spinsBeforeWaiting {
+            kizuna_cpu_relax()
+            if tryAcquire(count) { return }
+            if state.load(ordering: .relaxed) & 1 != 0 { break }
+        }
         do {
             try await acquireWaiting(count)
         } catch {
