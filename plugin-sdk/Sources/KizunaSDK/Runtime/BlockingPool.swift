@@ -2,16 +2,18 @@ import DequeModule
 
 /// Threads for synchronous work that may block, kept apart from the async workers so a
 /// blocking call never stalls the tasks. Threads start on demand up to a limit and exit
-/// after they have been idle for the keep-alive period.
+/// after they have been idle for the keep-alive period; exited threads are joined.
 final class BlockingPool: @unchecked Sendable {
     private let condition = ConditionLock()
     // Guarded by `condition`.
     private var queue = Deque<() -> Void>()
+    private var threads: [Int: PlatformThread] = [:]
+    private var exited: [Int] = []
     private var threadCount = 0
     private var idleCount = 0
     private var busyCount = 0
-    private var startedCount = 0
     private var wakeups = 0
+    private var startedCount = 0
     private var stopping = false
 
     private let maxThreads: Int
@@ -53,16 +55,18 @@ final class BlockingPool: @unchecked Sendable {
             startIndex = startedCount
             startedCount += 1
         }
+        let reaped = takeExited()
         condition.unlock()
+        for thread in reaped { thread.join() }
         guard let index = startIndex else {
             condition.signal()
             return
         }
         do {
             let thread = try PlatformThread.start(name: "\(namePrefix)-b\(index % 10_000)", stackSize: stackSize) { [self] in
-                self.threadLoop()
+                self.threadLoop(index: index)
             }
-            thread.detach()
+            condition.withLock { threads[index] = thread }
         } catch {
             // The job stays queued; a running thread will take it. With none running, say so.
             let none = condition.withLock {
@@ -73,7 +77,7 @@ final class BlockingPool: @unchecked Sendable {
         }
     }
 
-    private func threadLoop() {
+    private func threadLoop(index: Int) {
         condition.lock()
         while true {
             if let job = queue.popFirst() {
@@ -100,12 +104,29 @@ final class BlockingPool: @unchecked Sendable {
             }
         }
         threadCount -= 1
+        exited.append(index)
         condition.unlock()
+        condition.broadcast()  // a shutdown may be waiting for idle threads to leave
     }
 
-    /// Refuses new work; idle threads exit, busy ones exit after their job and the queue.
+    /// Handles of threads that have left their loop, to be joined outside the lock.
+    private func takeExited() -> [PlatformThread] {
+        defer { exited.removeAll() }
+        return exited.compactMap { threads.removeValue(forKey: $0) }
+    }
+
+    /// Refuses new work and joins every thread that is not running a job; threads busy
+    /// with a job (it may block forever) finish it and the queue, then exit on their own.
     func shutdown() {
-        condition.withLock { stopping = true }
+        condition.lock()
+        stopping = true
         condition.broadcast()
+        while threadCount > busyCount { condition.wait() }
+        let finished = takeExited()
+        let busy = Array(threads.values)
+        threads.removeAll()
+        condition.unlock()
+        for thread in finished { thread.join() }
+        for thread in busy { thread.detach() }
     }
 }

@@ -31,20 +31,26 @@ struct PlatformThread: Sendable {
     private final class Start {
         let name: String
         let body: () -> Void
+        let named = ConditionLock()
+        var isNamed = false
         init(name: String, body: @escaping () -> Void) {
             self.name = name
             self.body = body
         }
     }
 
-    /// Starts a thread that sets its name, then runs `body`.
+    /// Starts a thread that sets its name, then runs `body`. Returns once the thread is
+    /// running under its name.
     /// - Throws: ``RuntimeError`` when the system refuses to create the thread.
     static func start(name: String, stackSize: Int, _ body: @escaping @Sendable () -> Void) throws(RuntimeError) -> PlatformThread {
-        let start = Unmanaged.passRetained(Start(name: name, body: body))
+        let state = Start(name: name, body: body)
+        let start = Unmanaged.passRetained(state)
         var id: UInt64 = 0
         let result = kizuna_thread_start(&id, stackSize, { context in
             let start = Unmanaged<Start>.fromOpaque(context!).takeRetainedValue()
             _ = kizuna_thread_set_name(start.name)
+            start.named.withLock { start.isNamed = true }
+            start.named.signal()
             start.body()
         }, start.toOpaque())
         guard result == 0 else {
@@ -54,6 +60,9 @@ struct PlatformThread: Sendable {
                 "could not start thread '\(name)' with a \(stackSize)-byte stack (errno \(result)); lower workerThreads or maxBlockingThreads, or raise the process's thread limit"
             )
         }
+        state.named.lock()
+        while !state.isNamed { state.named.wait() }
+        state.named.unlock()
         return PlatformThread(id: id)
     }
 
