@@ -117,6 +117,7 @@ import Testing
         #expect(report.drained)
         #expect(runtime.metrics.tasksAlive == 0)
         #expect(runtime.metrics.blockingThreads == 0)
+        #expect(runtime.metrics.workerThreads == 0)
         #expect(processThreadNames().filter { $0.hasPrefix("kz-gone") } == [])
     }
 

@@ -145,7 +145,7 @@ final class RuntimeCore: Sendable {
     var metrics: RuntimeMetrics {
         let blocking = blockingPool.counts
         return RuntimeMetrics(
-            workerThreads: pool.threadCount,
+            workerThreads: pool.runningThreads,
             tasksAlive: allTrackers.reduce(0) { $0 + $1.count },
             workerQueueDepth: pool.queueDepth,
             blockingThreads: blocking.threads,

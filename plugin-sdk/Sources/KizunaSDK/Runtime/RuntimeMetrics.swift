@@ -2,7 +2,7 @@ import CoreMetrics
 
 /// A snapshot of what an ``AsyncRuntime`` is doing, readable at any moment.
 public struct RuntimeMetrics: Sendable, Hashable, CustomStringConvertible {
-    /// Async worker threads.
+    /// Async worker threads running (0 after shutdown).
     public var workerThreads: Int
     /// Tasks spawned through the runtime's handles that have not finished.
     public var tasksAlive: Int

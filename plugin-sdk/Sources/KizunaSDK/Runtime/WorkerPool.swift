@@ -57,6 +57,9 @@ final class WorkerPool: TaskExecutor, @unchecked Sendable {
         return Unmanaged<WorkerPool>.fromOpaque(pointer).takeUnretainedValue()
     }
 
+    /// Worker threads running (0 once the pool has shut down).
+    var runningThreads: Int { condition.withLock { threads.count } }
+
     /// Jobs waiting for a worker.
     var queueDepth: Int { condition.withLock { queue.count } }
 

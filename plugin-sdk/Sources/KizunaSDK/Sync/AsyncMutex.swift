@@ -12,6 +12,7 @@ public struct AsyncMutex<Value>: Sendable {
     }
 
     /// Runs `body` holding the lock, waiting while another task holds it.
+    @discardableResult
     public func withLock<Result>(_ body: (inout sending Value) async throws -> sending Result) async throws -> sending Result {
         try await storage.semaphore.acquire(1)
         defer { storage.semaphore.release(1) }
@@ -20,6 +21,7 @@ public struct AsyncMutex<Value>: Sendable {
 
     /// Runs `body` holding the lock if it is free right now; never waits.
     /// - Returns: `body`'s result, or `nil` if the lock was held or awaited by another task.
+    @discardableResult
     public func tryLock<Result>(_ body: (inout sending Value) throws -> sending Result) rethrows -> sending Result? {
         guard storage.semaphore.tryAcquire(1) else { return nil }
         defer { storage.semaphore.release(1) }

@@ -29,6 +29,7 @@ public struct ThreadSafe<Value: Sendable>: Sendable {
     }
 
     /// Runs `body` with exclusive write access, waiting for current readers and writers.
+    @discardableResult
     public func write<Result>(_ body: (inout Value) async throws -> sending Result) async throws -> sending Result {
         try await storage.semaphore.acquire(Self.maximumReaders)
         defer { storage.semaphore.release(Self.maximumReaders) }
@@ -45,6 +46,7 @@ public struct ThreadSafe<Value: Sendable>: Sendable {
 
     /// Runs `body` with write access if nobody holds or waits for the lock; never waits.
     /// - Returns: `body`'s result, or `nil` if the lock was not available.
+    @discardableResult
     public func tryWrite<Result>(_ body: (inout Value) throws -> Result) rethrows -> Result? {
         guard storage.semaphore.tryAcquire(Self.maximumReaders) else { return nil }
         defer { storage.semaphore.release(Self.maximumReaders) }
