@@ -95,6 +95,40 @@ import Testing
         #expect(await channel.receive() == 5)
     }
 
+    @Test func synchronousOperatorsComposeWithTheStandardAsyncOnes() async throws {
+        let channel = BoundedChannel<Int>(capacity: 8)
+        let producer = Task {
+            for value in 1...10 { try await channel.send(value) }
+            channel.finish()
+        }
+        // The SDK's filter and map take plain closures; an async closure picks the standard
+        // library's map; both chain in either order.
+        let sdkFiltered: FilteredSequence<BoundedChannel<Int>> = channel.filter { $0 > 2 }
+        let chained = sdkFiltered
+            .map { value async in value * 10 }
+            .filter { $0 != 50 }
+        var results: [Int] = []
+        for await value in chained { results.append(value) }
+        try await producer.join()
+        #expect(results == [30, 40, 60, 70, 80, 90, 100])
+    }
+
+    @Test func broadcastAndWatchStreamsTakeTheSameOperators() async {
+        let broadcast = BroadcastChannel<Int>(capacity: 8)
+        let receiver = broadcast.subscribe()
+        for value in 0..<6 { broadcast.send(value) }
+        broadcast.finish()
+        var odd: [Int] = []
+        for await value in receiver.map({ $0.element ?? -1 }).filter({ $0 % 2 == 1 }) { odd.append(value) }
+        #expect(odd == [1, 3, 5])
+
+        let watch = WatchChannel(3)
+        watch.finish()
+        var doubled: [Int] = []
+        for await value in watch.subscribe().map({ $0 * 2 }) { doubled.append(value) }
+        #expect(doubled == [6])
+    }
+
     @Test func composesWithFilterAndMap() async throws {
         let channel = BoundedChannel<Int>(capacity: 32)
         let producer = Task {

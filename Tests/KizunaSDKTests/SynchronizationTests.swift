@@ -154,6 +154,49 @@ import Testing
         #expect(state.tryWrite { $0 = 1 } != nil)
     }
 
+    @Test func readersAsleepBehindAWriterAllWakeWhenItLeaves() async throws {
+        try await withRuntime { runtime in
+            let state = ThreadSafe(0)
+            let writing = Gate()
+            let finish = Gate()
+            let writer = try runtime.handle.spawn {
+                try await state.write { value in
+                    writing.signal()
+                    await finish.subscribe().wait()  // holds the lock across a suspension
+                    value = 7
+                }
+            }
+            await writing.subscribe().wait()
+            var readers: [Task<Int, any Error>] = []
+            for _ in 0..<100 { readers.append(try runtime.handle.spawn { try await state.read { $0 } }) }
+            finish.signal()
+            try await writer.join()
+            for reader in readers { #expect(try await reader.join() == 7) }
+        }
+    }
+
+    @Test func readersGoInWhenTheWriterAheadOfThemIsCancelled() async throws {
+        let state = ThreadSafe("start")
+        let reading = Gate()
+        let finish = Gate()
+        let holder = Task {
+            try await state.read { _ in
+                reading.signal()
+                await finish.subscribe().wait()
+            }
+        }
+        await reading.subscribe().wait()
+        let writer = Task { try await state.write { $0 = "written" } }
+        await waitUntil { state.tryRead { _ in } == nil }  // the writer now keeps readers out
+        let reader = Task { try await state.read { $0 } }
+        writer.cancel()
+        await #expect(throws: CancellationError.self) { try await writer.join() }
+        #expect(try await reader.join() == "start")
+        finish.signal()
+        try await holder.join()
+        #expect(state.tryWrite { $0 = "free" } != nil)
+    }
+
     @Test func concurrentWritersLoseNoUpdate() async throws {
         try await withRuntime { runtime in
             let state = ThreadSafe<UInt64>(0)

@@ -49,6 +49,14 @@ static __thread void *current_pool = NULL;
 void *kizuna_thread_current_pool(void) { return current_pool; }
 void kizuna_thread_set_current_pool(void *pool) { current_pool = pool; }
 
+void kizuna_mutex_init(void *mutex) {
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(mutex, &attr);
+    pthread_mutexattr_destroy(&attr);
+}
+
 struct kizuna_condition {
     pthread_mutex_t mutex;
     pthread_cond_t cond;
@@ -57,7 +65,7 @@ struct kizuna_condition {
 kizuna_condition *kizuna_condition_create(void) {
     kizuna_condition *condition = malloc(sizeof(kizuna_condition));
     if (condition == NULL) abort();
-    pthread_mutex_init(&condition->mutex, NULL);
+    kizuna_mutex_init(&condition->mutex);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);

@@ -38,6 +38,11 @@ uint64_t kizuna_monotonic_nanoseconds(void);
 void *kizuna_thread_current_pool(void);
 void kizuna_thread_set_current_pool(void *pool);
 
+/// Initializes an adaptive mutex: it spins briefly under contention before it sleeps,
+/// and sleeps on a plain futex (Synchronization.Mutex uses a priority-inheritance one).
+/// `mutex` points to a pthread_mutex_t (untyped here so that Swift sees that type from Glibc only).
+void kizuna_mutex_init(void *mutex);
+
 /// A mutex plus condition variable whose timed wait uses the monotonic clock.
 typedef struct kizuna_condition kizuna_condition;
 kizuna_condition *kizuna_condition_create(void);

@@ -1,6 +1,3 @@
-import DequeModule
-import Synchronization
-
 /// A bounded multi-producer channel with backpressure: ``send(_:)`` waits while the buffer
 /// is full, so a fast producer is slowed to the pace of its consumer.
 ///
@@ -19,42 +16,45 @@ import Synchronization
 /// for await value in channel.filter({ $0 > 0 }) { print(value) }
 /// ```
 public final class BoundedChannel<Element: Sendable>: Sendable {
-    private let state: Mutex<State>
+    @usableFromInline let state: LockedValue<State>
     /// How many elements the buffer holds before senders wait.
     public let capacity: Int
 
-    private final class Sender: @unchecked Sendable {
-        var element: Element?
-        var continuation: UnsafeContinuation<Void, any Error>?
-        var isCancelled = false
+    @usableFromInline
+    final class Sender: @unchecked Sendable {
+        @usableFromInline var element: Element?
+        @usableFromInline var continuation: UnsafeContinuation<Void, any Error>?
+        @usableFromInline var isCancelled = false
         init(element: Element) { self.element = element }
     }
 
-    private final class Receiver: @unchecked Sendable {
-        var continuation: UnsafeContinuation<Element?, Never>?
-        var isCancelled = false
+    @usableFromInline
+    final class Receiver: @unchecked Sendable {
+        @usableFromInline var continuation: UnsafeContinuation<Element?, Never>?
+        @usableFromInline var isCancelled = false
+        init() {}
     }
 
-    private enum SendOutcome {
+    @usableFromInline
+    enum SendOutcome {
         case buffered, handedTo(UnsafeContinuation<Element?, Never>), closed, cancelled, wait
     }
 
-    private enum ReceiveOutcome {
-        case element(Element, admitted: [UnsafeContinuation<Void, any Error>]), finished, wait
-    }
+    @usableFromInline
+    struct State: @unchecked Sendable {
+        @usableFromInline var buffer: RingBuffer<Element>
+        @usableFromInline var senders = RingBuffer<Sender>()
+        @usableFromInline var receivers = RingBuffer<Receiver>()
+        @usableFromInline var isFinished = false
 
-    private struct State: @unchecked Sendable {
-        var buffer: Deque<Element>
-        var senders = Deque<Sender>()
-        var receivers = Deque<Receiver>()
-        var isFinished = false
+        init(capacity: Int) { buffer = RingBuffer(minimumCapacity: Swift.min(capacity, 4096)) }
     }
 
     /// Creates a channel whose buffer holds `capacity` elements (at least 1).
     public init(capacity: Int) {
         precondition(capacity >= 1, "BoundedChannel capacity must be at least 1, got \(capacity)")
         self.capacity = capacity
-        state = Mutex(State(buffer: Deque(minimumCapacity: Swift.min(capacity, 4096))))
+        state = LockedValue(State(capacity: capacity))
     }
 
     /// Elements buffered right now.
@@ -67,6 +67,7 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
     /// - Throws: ``RuntimeError`` with code ``RuntimeError/Code/closed`` if the channel is
     ///   finished; `CancellationError` if the task is cancelled while waiting (the element
     ///   is then not sent).
+    @inlinable
     public func send(_ element: Element) async throws {
         switch state.withLock({ Self.offer(element, to: &$0, capacity: capacity) }) {
         case .buffered, .cancelled: return
@@ -76,8 +77,22 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
         }
     }
 
+    /// Sends `element` if there is room now; never waits.
+    /// - Returns: false if the buffer is full or the channel is finished.
+    @inlinable
+    public func trySend(_ element: Element) -> Bool {
+        switch state.withLock({ Self.offer(element, to: &$0, capacity: capacity) }) {
+        case .buffered: return true
+        case .handedTo(let receiver):
+            receiver.resume(returning: element)
+            return true
+        case .closed, .wait, .cancelled: return false
+        }
+    }
+
     /// Hands `element` to a waiting receiver or buffers it, if either is possible.
-    private static func offer(_ element: Element, to state: inout State, capacity: Int) -> SendOutcome {
+    @inlinable
+    static func offer(_ element: Element, to state: inout State, capacity: Int) -> SendOutcome {
         if state.isFinished { return .closed }
         while let receiver = state.receivers.popFirst() {
             guard let continuation = receiver.continuation else { continue }
@@ -91,19 +106,8 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
         return .wait
     }
 
-    /// Sends `element` if there is room now; never waits.
-    /// - Returns: false if the buffer is full or the channel is finished.
-    public func trySend(_ element: Element) -> Bool {
-        switch state.withLock({ Self.offer(element, to: &$0, capacity: capacity) }) {
-        case .buffered: return true
-        case .handedTo(let receiver):
-            receiver.resume(returning: element)
-            return true
-        case .closed, .wait, .cancelled: return false
-        }
-    }
-
-    private func sendWaiting(_ element: Element) async throws {
+    @usableFromInline
+    func sendWaiting(_ element: Element) async throws {
         let sender = Sender(element: element)
         try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
@@ -132,7 +136,7 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
                 guard let continuation = sender.continuation else { return nil }
                 sender.continuation = nil
                 sender.element = nil
-                if let index = state.senders.firstIndex(where: { $0 === sender }) { state.senders.remove(at: index) }
+                _ = state.senders.removeFirst { $0 === sender }
                 return continuation
             }
             continuation?.resume(throwing: CancellationError())
@@ -142,26 +146,17 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
     /// Receives the next element, waiting while the channel is empty.
     /// - Returns: the element, or `nil` once the channel is finished and drained, or when
     ///   the task is cancelled while waiting.
+    @inlinable
     public func receive() async -> Element? {
-        switch state.withLock({ Self.take(from: &$0, capacity: capacity) }) {
-        case .element(let element, let admitted):
-            for sender in admitted { sender.resume() }
-            return element
-        case .finished: return nil
-        case .wait: return await receiveWaiting()
-        }
-    }
-
-    private static func take(from state: inout State, capacity: Int) -> ReceiveOutcome {
-        if let element = state.buffer.popFirst() {
-            return .element(element, admitted: admitWaitingSenders(&state, capacity: capacity))
-        }
-        return state.isFinished ? .finished : .wait
+        var batch = RingBuffer<Element>(minimumCapacity: 1)
+        await receiveBatch(into: &batch, limit: 1)
+        return batch.popFirst()
     }
 
     /// Once the buffer has drained to half, moves waiting senders' elements into it while
     /// there is room; returns their continuations.
-    private static func admitWaitingSenders(_ state: inout State, capacity: Int) -> [UnsafeContinuation<Void, any Error>] {
+    @inlinable
+    static func admitWaitingSenders(_ state: inout State, capacity: Int) -> [UnsafeContinuation<Void, any Error>] {
         guard !state.senders.isEmpty, state.buffer.count <= capacity / 2 else { return [] }
         var admitted: [UnsafeContinuation<Void, any Error>] = []
         while state.buffer.count < capacity, let sender = state.senders.popFirst() {
@@ -174,47 +169,15 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
         return admitted
     }
 
-    private func receiveWaiting() async -> Element? {
-        let receiver = Receiver()
-        return await withTaskCancellationHandler {
-            await withUnsafeContinuation { (continuation: UnsafeContinuation<Element?, Never>) in
-                let outcome = state.withLock { state -> ReceiveOutcome in
-                    if receiver.isCancelled { return .finished }
-                    let outcome = Self.take(from: &state, capacity: capacity)
-                    if case .wait = outcome {
-                        receiver.continuation = continuation
-                        state.receivers.append(receiver)
-                    }
-                    return outcome
-                }
-                switch outcome {
-                case .wait: break
-                case .element(let element, let admitted):
-                    for sender in admitted { sender.resume() }
-                    continuation.resume(returning: element)
-                case .finished: continuation.resume(returning: nil)
-                }
-            }
-        } onCancel: {
-            let continuation = state.withLock { state -> UnsafeContinuation<Element?, Never>? in
-                receiver.isCancelled = true
-                guard let continuation = receiver.continuation else { return nil }
-                receiver.continuation = nil
-                if let index = state.receivers.firstIndex(where: { $0 === receiver }) { state.receivers.remove(at: index) }
-                return continuation
-            }
-            continuation?.resume(returning: nil)
-        }
-    }
-
     /// Moves up to `limit` buffered elements into `batch` under one lock, waiting only
     /// while the channel is empty. Leaves `batch` empty once the channel is finished.
-    func receiveBatch(into batch: inout Deque<Element>, limit: Int) async {
+    @inlinable
+    func receiveBatch(into batch: inout RingBuffer<Element>, limit: Int) async {
         let admitted = state.withLock { state -> [UnsafeContinuation<Void, any Error>] in
             var admitted: [UnsafeContinuation<Void, any Error>] = []
             while batch.count < limit, let element = state.buffer.popFirst() {
                 batch.append(element)
-                admitted += Self.admitWaitingSenders(&state, capacity: capacity)
+                if !state.senders.isEmpty { admitted += Self.admitWaitingSenders(&state, capacity: capacity) }
             }
             return admitted
         }
@@ -222,21 +185,48 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
         if batch.isEmpty, let element = await receiveWaiting() { batch.append(element) }
     }
 
+    @usableFromInline
+    func receiveWaiting() async -> Element? {
+        let receiver = Receiver()
+        return await withTaskCancellationHandler {
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<Element?, Never>) in
+                let (element, admitted, wait) = state.withLock { state -> (Element?, [UnsafeContinuation<Void, any Error>], Bool) in
+                    if receiver.isCancelled { return (nil, [], false) }
+                    if let element = state.buffer.popFirst() {
+                        return (element, Self.admitWaitingSenders(&state, capacity: capacity), false)
+                    }
+                    if state.isFinished { return (nil, [], false) }
+                    receiver.continuation = continuation
+                    state.receivers.append(receiver)
+                    return (nil, [], true)
+                }
+                guard !wait else { return }
+                for sender in admitted { sender.resume() }
+                continuation.resume(returning: element)
+            }
+        } onCancel: {
+            let continuation = state.withLock { state -> UnsafeContinuation<Element?, Never>? in
+                receiver.isCancelled = true
+                guard let continuation = receiver.continuation else { return nil }
+                receiver.continuation = nil
+                _ = state.receivers.removeFirst { $0 === receiver }
+                return continuation
+            }
+            continuation?.resume(returning: nil)
+        }
+    }
+
     /// Closes the channel. Waiting senders fail with ``RuntimeError/Code/closed``; receivers
     /// get the buffered elements, then `nil`. Calling it again does nothing.
     public func finish() {
         let (senders, receivers) = state.withLock { state in
             state.isFinished = true
-            defer {
-                state.senders.removeAll()
-                state.receivers.removeAll()
-            }
             return (
-                state.senders.compactMap { sender -> UnsafeContinuation<Void, any Error>? in
+                state.senders.removeAll().compactMap { sender -> UnsafeContinuation<Void, any Error>? in
                     defer { sender.continuation = nil }
                     return sender.continuation
                 },
-                state.receivers.compactMap { receiver -> UnsafeContinuation<Element?, Never>? in
+                state.receivers.removeAll().compactMap { receiver -> UnsafeContinuation<Element?, Never>? in
                     defer { receiver.continuation = nil }
                     return receiver.continuation
                 }
@@ -246,14 +236,16 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
         for receiver in receivers { receiver.resume(returning: nil) }
     }
 
-    private static func closedError() -> RuntimeError {
+    @usableFromInline
+    static func closedError() -> RuntimeError {
         RuntimeError(.closed, "the channel is finished and takes no more elements; stop sending once finish() has been called")
     }
 }
 
-extension BoundedChannel: AsyncSequence {
+extension BoundedChannel: ChannelSequence {
     public typealias Failure = Never
 
+    @inlinable
     public func makeAsyncIterator() -> Iterator { Iterator(channel: self) }
 
     /// Receives elements until the channel is finished and drained.
@@ -261,17 +253,20 @@ extension BoundedChannel: AsyncSequence {
     /// It takes what is buffered in batches of up to 64 under one lock, so elements in its
     /// hands have left the channel: up to 64 more than `capacity` may be in flight.
     public struct Iterator: AsyncIteratorProtocol {
-        let channel: BoundedChannel
-        private var batch = Deque<Element>()
+        @usableFromInline let channel: BoundedChannel
+        @usableFromInline var batch = RingBuffer<Element>(minimumCapacity: 64)
 
+        @inlinable
         init(channel: BoundedChannel) { self.channel = channel }
 
+        @inlinable
         public mutating func next(isolation actor: isolated (any Actor)?) async -> Element? {
             if let element = batch.popFirst() { return element }
             await channel.receiveBatch(into: &batch, limit: 64)
             return batch.popFirst()
         }
 
+        @inlinable
         public mutating func next() async -> Element? { await next(isolation: nil) }
     }
 }

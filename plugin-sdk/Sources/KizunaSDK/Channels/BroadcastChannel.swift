@@ -1,5 +1,3 @@
-import Synchronization
-
 /// A broadcast channel with tokio's semantics: a bounded ring of the latest elements,
 /// publishing never waits, every receiver gets every element — unless it falls more
 /// than `capacity` behind, in which case it is told how many it missed and resumes at
@@ -17,20 +15,26 @@ import Synchronization
 /// }
 /// ```
 public final class BroadcastChannel<Element: Sendable>: Sendable {
-    private let state: Mutex<State>
+    @usableFromInline let state: LockedValue<State>
     /// How many of the latest elements are retained for slow receivers.
     public let capacity: Int
 
+    @usableFromInline
     struct State: @unchecked Sendable {
-        var ring: [Element?]
-        let mask: UInt64
+        @usableFromInline var ring: ContiguousArray<Element?>
+        @usableFromInline let mask: UInt64
         /// The sequence number the next element gets.
-        var tail: UInt64 = 0
-        var receiverCount = 0
-        var waiting: [ObjectIdentifier: BroadcastReceiver<Element>] = [:]
-        var isFinished = false
+        @usableFromInline var tail: UInt64 = 0
+        @usableFromInline var receiverCount = 0
+        @usableFromInline var waiting: [ObjectIdentifier: BroadcastReceiver<Element>] = [:]
+        @usableFromInline var isFinished = false
 
-        var oldestRetained: UInt64 { tail > mask ? tail - mask - 1 : 0 }
+        init(size: Int) {
+            ring = ContiguousArray(repeating: nil, count: size)
+            mask = UInt64(size - 1)
+        }
+
+        @inlinable var oldestRetained: UInt64 { tail > mask ? tail - mask - 1 : 0 }
     }
 
     /// Creates a channel retaining the latest `capacity` elements (rounded up to a power of two).
@@ -39,7 +43,7 @@ public final class BroadcastChannel<Element: Sendable>: Sendable {
         var size = 1
         while size < capacity { size <<= 1 }
         self.capacity = size
-        state = Mutex(State(ring: Array(repeating: nil, count: size), mask: UInt64(size - 1)))
+        state = LockedValue(State(size: size))
     }
 
     /// Receivers subscribed right now.
@@ -48,18 +52,26 @@ public final class BroadcastChannel<Element: Sendable>: Sendable {
     /// Publishes `element` to every receiver; never waits. The oldest retained element is
     /// overwritten when the ring is full.
     /// - Returns: the number of receivers subscribed, or 0 if the channel is finished.
-    @discardableResult
+    @inlinable @discardableResult
     public func send(_ element: Element) -> Int {
-        let (receivers, woken) = state.withLock { state -> (Int, [BroadcastReceiver<Element>]) in
-            guard !state.isFinished else { return (0, []) }
+        let (receivers, hasWaiting) = state.withLock { state -> (Int, Bool) in
+            guard !state.isFinished else { return (0, false) }
             state.ring[Int(state.tail & state.mask)] = element
-            state.tail += 1
-            guard !state.waiting.isEmpty else { return (state.receiverCount, []) }
+            state.tail &+= 1
+            return (state.receiverCount, !state.waiting.isEmpty)
+        }
+        if hasWaiting { wakeWaiting() }
+        return receivers
+    }
+
+    /// Wakes every receiver waiting for a send.
+    @usableFromInline
+    func wakeWaiting() {
+        let woken = state.withLock { state -> [BroadcastReceiver<Element>] in
             defer { state.waiting.removeAll(keepingCapacity: true) }
-            return (state.receiverCount, Array(state.waiting.values))
+            return Array(state.waiting.values)
         }
         for receiver in woken { receiver.wake() }
-        return receivers
     }
 
     /// A new receiver that gets every element sent from now on.
@@ -82,6 +94,7 @@ public final class BroadcastChannel<Element: Sendable>: Sendable {
 
     /// Moves up to `limit` messages for a receiver at `position` into `batch`.
     /// - Returns: false when the channel is finished and nothing is left.
+    @inlinable
     func take(from position: inout UInt64, limit: Int, into batch: inout [BroadcastMessage<Element>]) -> Bool {
         state.withLock { state in
             let oldest = state.oldestRetained
@@ -141,22 +154,22 @@ extension BroadcastMessage: Equatable where Element: Equatable {}
 ///
 /// It takes messages from the channel in batches, which is why iterating is cheap.
 /// Dropping the receiver unsubscribes it.
-public final class BroadcastReceiver<Element: Sendable>: AsyncSequence, @unchecked Sendable {
+public final class BroadcastReceiver<Element: Sendable>: ChannelSequence, @unchecked Sendable {
     public typealias Failure = Never
 
-    private let channel: BroadcastChannel<Element>
+    @usableFromInline let channel: BroadcastChannel<Element>
     // Read and written only by the task reading this receiver.
-    private var position: UInt64
-    private var batch: [BroadcastMessage<Element>] = []
-    private var batchIndex = 0
-    private let wakeLock = Mutex(WakeState())
+    @usableFromInline var position: UInt64
+    @usableFromInline var batch: [BroadcastMessage<Element>] = []
+    @usableFromInline var batchIndex = 0
+    private let wakeLock = LockedValue(WakeState())
 
     private struct WakeState: @unchecked Sendable {
         var continuation: UnsafeContinuation<Void, Never>?
         var woken = false
     }
 
-    private static var batchLimit: Int { 64 }
+    @inlinable static var batchLimit: Int { 64 }
 
     init(channel: BroadcastChannel<Element>, position: UInt64) {
         self.channel = channel
@@ -169,6 +182,7 @@ public final class BroadcastReceiver<Element: Sendable>: AsyncSequence, @uncheck
     /// Receives the next message, waiting while there is none.
     /// - Returns: `nil` once the channel is finished and everything has been read, or when
     ///   the task is cancelled while waiting.
+    @inlinable
     public func receive() async -> BroadcastMessage<Element>? {
         while true {
             if let message = nextBuffered() { return message }
@@ -180,13 +194,15 @@ public final class BroadcastReceiver<Element: Sendable>: AsyncSequence, @uncheck
     }
 
     /// Receives the next message if one is ready; never waits.
+    @inlinable
     public func tryReceive() -> BroadcastMessage<Element>? {
         if let message = nextBuffered() { return message }
         _ = channel.take(from: &position, limit: Self.batchLimit, into: &batch)
         return nextBuffered()
     }
 
-    private func nextBuffered() -> BroadcastMessage<Element>? {
+    @inlinable
+    func nextBuffered() -> BroadcastMessage<Element>? {
         if batchIndex < batch.count {
             defer { batchIndex += 1 }
             return batch[batchIndex]
@@ -198,7 +214,8 @@ public final class BroadcastReceiver<Element: Sendable>: AsyncSequence, @uncheck
         return nil
     }
 
-    private func waitForSend() async {
+    @usableFromInline
+    func waitForSend() async {
         await withTaskCancellationHandler {
             await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
                 wakeLock.withLock { state in
@@ -227,16 +244,21 @@ public final class BroadcastReceiver<Element: Sendable>: AsyncSequence, @uncheck
         continuation?.resume()
     }
 
+    @inlinable
     public func makeAsyncIterator() -> Iterator { Iterator(receiver: self) }
 
     /// Yields messages until the channel is finished.
     public struct Iterator: AsyncIteratorProtocol {
-        let receiver: BroadcastReceiver
+        @usableFromInline let receiver: BroadcastReceiver
 
+        @inlinable init(receiver: BroadcastReceiver) { self.receiver = receiver }
+
+        @inlinable
         public mutating func next(isolation actor: isolated (any Actor)?) async -> BroadcastMessage<Element>? {
             await receiver.receive()
         }
 
+        @inlinable
         public mutating func next() async -> BroadcastMessage<Element>? { await receiver.receive() }
     }
 }

@@ -23,7 +23,7 @@ public func merge<Element: Sendable, Failure: Error>(
 }
 
 /// The elements of several async sequences, interleaved as they arrive.
-public struct MergeSequence<Element: Sendable, Failure: Error>: AsyncSequence, Sendable {
+public struct MergeSequence<Element: Sendable, Failure: Error>: ChannelSequence, Sendable {
     let bases: [any AsyncSequence<Element, Failure> & Sendable]
 
     /// The number of elements buffered between the bases and the consumer.

@@ -19,10 +19,10 @@ public final class WatchChannel<Value: Sendable>: Sendable {
         var nextWaiterID: UInt64 = 0
     }
 
-    private let state: Mutex<State>
+    private let state: LockedValue<State>
 
     /// Creates a channel holding `initial`.
-    public init(_ initial: Value) { state = Mutex(State(value: initial)) }
+    public init(_ initial: Value) { state = LockedValue(State(value: initial)) }
 
     /// The current value.
     public var value: Value { state.withLock { $0.value } }
@@ -96,7 +96,7 @@ public final class WatchChannel<Value: Sendable>: Sendable {
 }
 
 /// Reads a ``WatchChannel``: the current value first, then the newest value after each change.
-public struct WatchReceiver<Value: Sendable>: AsyncSequence, Sendable {
+public struct WatchReceiver<Value: Sendable>: ChannelSequence, Sendable {
     public typealias Element = Value
     public typealias Failure = Never
 

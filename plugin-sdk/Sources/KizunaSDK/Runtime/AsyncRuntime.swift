@@ -94,9 +94,9 @@ final class RuntimeCore: Sendable {
     let limiter: OperationLimiter
     let shutdownSignal = ShutdownSignal()
     let rootTracker = TaskTracker(name: "runtime")
-    private let scopes = Mutex<[ObjectIdentifier: WeakTracker]>([:])
+    private let scopes = LockedValue<[ObjectIdentifier: WeakTracker]>([:])
     private let recorder: RuntimeMetricsRecorder
-    private let phase = Mutex(Phase.running)
+    private let phase = LockedValue(Phase.running)
     private let finished = ShutdownSignal()
     private let metricsInterval: Duration?
 

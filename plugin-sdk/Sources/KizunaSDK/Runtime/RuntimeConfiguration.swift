@@ -10,7 +10,8 @@ public struct RuntimeConfiguration: Sendable {
     /// Threads that run async tasks. Defaults to the number of CPUs this process may use,
     /// counting CPU affinity and a cgroup CPU quota.
     public var workerThreads: Int
-    /// The stack size of every runtime thread, in bytes. Defaults to 2 MiB.
+    /// The stack size of every runtime thread, in bytes. Defaults to 2 MiB. A thread gets at
+    /// least this much: glibc may reuse a somewhat larger cached stack of an exited thread.
     public var threadStackSize: Int
     /// The prefix of every runtime thread's name: workers are `PREFIX-N`, blocking threads
     /// `PREFIX-bN`, the timer `PREFIX-timer`. At most ``maximumThreadNamePrefixLength`` bytes,

@@ -174,7 +174,7 @@ private final class TimeoutRace: Sendable {
         var phase = Phase.running
         var entry: DeadlineTimer.Entry?
     }
-    private let state = Mutex(State())
+    private let state = LockedValue(State())
 
     /// The task body finished; returns the timer entry to cancel, if armed.
     func finish() -> DeadlineTimer.Entry? {

@@ -12,7 +12,7 @@ public final class ShutdownSignal: Sendable {
         var nextID: UInt64 = 0
     }
 
-    private let state = Mutex(State())
+    private let state = LockedValue(State())
 
     /// Creates a signal that has not fired.
     public init() {}

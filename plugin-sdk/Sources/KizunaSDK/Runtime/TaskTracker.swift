@@ -27,7 +27,7 @@ final class TaskTracker: Sendable {
     }
 
     let name: String
-    private let state = Mutex(State())
+    private let state = LockedValue(State())
     private let alive = Atomic<Int>(0)
     private let nextID = Atomic<UInt64>(0)
     private let closed = Atomic<Bool>(false)

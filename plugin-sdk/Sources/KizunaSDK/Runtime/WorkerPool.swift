@@ -8,10 +8,24 @@ import Synchronization
 /// pthreads with the configured stack size (the global concurrent pool's width and stacks
 /// cannot be configured, DESIGN.md fact 7).
 ///
-/// One FIFO queue under one lock. A worker that finds it empty spins briefly before it
-/// sleeps, and a producer wakes a sleeper only when no worker is spinning and no wake-up
-/// is already on its way: each wake-up is a futex system call.
+/// Jobs go to one shared FIFO queue, except that a job enqueued *by a worker* (a task it
+/// woke, a task it spawned) goes to that worker's own slot and runs right after the
+/// current job, as in tokio's LIFO slot: a producer and the consumer it wakes then take
+/// turns on one thread instead of waking another with a system call. A job displaced from
+/// the slot goes to the shared queue, and a worker takes at most three slot jobs in a row
+/// before it serves the shared queue, so the slot cannot starve it.
+///
+/// A worker that finds nothing to do spins briefly before it sleeps, and a producer wakes
+/// a sleeper only when no worker is spinning and no wake-up is already on its way.
 final class WorkerPool: TaskExecutor, @unchecked Sendable {
+    /// What one worker thread owns; touched only by that thread.
+    private final class Worker {
+        unowned let pool: WorkerPool
+        var slot: UnownedJob?
+        var slotStreak = 0
+        init(pool: WorkerPool) { self.pool = pool }
+    }
+
     private let condition = ConditionLock()
     // Guarded by `condition`.
     private var queue = Deque<UnownedJob>()
@@ -24,6 +38,7 @@ final class WorkerPool: TaskExecutor, @unchecked Sendable {
     private let queuedHint = Atomic<Int>(0)
 
     private static let spinsBeforeSleep = 32
+    private static let maximumSlotStreak = 3
 
     let threadCount: Int
     let namePrefix: String
@@ -46,27 +61,38 @@ final class WorkerPool: TaskExecutor, @unchecked Sendable {
         condition.withLock { threads = started }
     }
 
-    /// True when the calling thread is one of this pool's workers.
-    var isCurrentThreadWorker: Bool {
-        kizuna_thread_current_pool() == Unmanaged.passUnretained(self).toOpaque()
+    /// The worker state of the calling thread, if it is a worker of any pool.
+    private static var currentWorker: Worker? {
+        guard let pointer = kizuna_thread_current_pool() else { return nil }
+        return Unmanaged<Worker>.fromOpaque(pointer).takeUnretainedValue()
     }
 
+    /// True when the calling thread is one of this pool's workers.
+    var isCurrentThreadWorker: Bool { Self.currentWorker?.pool === self }
+
     /// The pool the calling thread works for, if it is a runtime worker.
-    static var current: WorkerPool? {
-        guard let pointer = kizuna_thread_current_pool() else { return nil }
-        return Unmanaged<WorkerPool>.fromOpaque(pointer).takeUnretainedValue()
-    }
+    static var current: WorkerPool? { currentWorker?.pool }
 
     /// Worker threads running (0 once the pool has shut down).
     var runningThreads: Int { condition.withLock { threads.count } }
 
-    /// Jobs waiting for a worker.
+    /// Jobs waiting in the shared queue (not counting the one in each worker's slot).
     var queueDepth: Int { condition.withLock { queue.count } }
 
     func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
+        if let worker = Self.currentWorker, worker.pool === self {
+            let displaced = worker.slot
+            worker.slot = job
+            if let displaced { enqueueShared(displaced) }
+            return
+        }
+        enqueueShared(job)
+    }
+
+    private func enqueueShared(_ job: UnownedJob) {
         condition.lock()
-        if stopping {
+        if stopping && threads.isEmpty {
             condition.unlock()
             // A job can still arrive after shutdown (a continuation resumed late). Run it
             // rather than lose it: the executor is a claim about ordering, not a thread.
@@ -82,18 +108,39 @@ final class WorkerPool: TaskExecutor, @unchecked Sendable {
     }
 
     private func workerLoop() {
-        kizuna_thread_set_current_pool(Unmanaged.passUnretained(self).toOpaque())
+        let worker = Worker(pool: self)
+        let context = Unmanaged.passRetained(worker)
+        kizuna_thread_set_current_pool(context.toOpaque())
+        defer {
+            kizuna_thread_set_current_pool(nil)
+            context.release()
+        }
         let executor = asUnownedTaskExecutor()
+        while let job = nextJob(worker) {
+            job.runSynchronously(on: executor)
+        }
+    }
+
+    /// The next job for `worker`: its slot first (within the streak limit), then the shared
+    /// queue; sleeps when there is none. Returns nil when the pool stops and all is done.
+    private func nextJob(_ worker: Worker) -> UnownedJob? {
+        if let job = worker.slot {
+            worker.slot = nil
+            if worker.slotStreak < Self.maximumSlotStreak {
+                worker.slotStreak += 1
+                return job
+            }
+            enqueueShared(job)  // let the shared queue go first this time
+        }
+        worker.slotStreak = 0
         condition.lock()
+        defer { condition.unlock() }
         while true {
             if let job = queue.popFirst() {
                 queuedHint.store(queue.count, ordering: .relaxed)
-                condition.unlock()
-                job.runSynchronously(on: executor)
-                condition.lock()
-                continue
+                return job
             }
-            if stopping { break }
+            if stopping { return nil }
             // Spin a little with the lock released: most idle gaps are short.
             spinners += 1
             condition.unlock()
@@ -109,21 +156,19 @@ final class WorkerPool: TaskExecutor, @unchecked Sendable {
             sleepers -= 1
             if pendingWakes > 0 { pendingWakes -= 1 }
         }
-        condition.unlock()
-        kizuna_thread_set_current_pool(nil)
     }
 
     /// Asks every worker to finish the queued jobs and exit; joins them when `join` is true.
     func shutdown(join: Bool) {
         let toJoin: [PlatformThread] = condition.withLock {
             stopping = true
-            defer { threads = [] }
             return threads
         }
         condition.broadcast()
         for thread in toJoin {
             if join { thread.join() } else { thread.detach() }
         }
+        condition.withLock { threads = [] }
     }
 
     private func stop(joining started: [PlatformThread]) {
@@ -132,4 +177,3 @@ final class WorkerPool: TaskExecutor, @unchecked Sendable {
         for thread in started { thread.join() }
     }
 }
-

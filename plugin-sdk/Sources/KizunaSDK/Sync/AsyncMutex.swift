@@ -4,7 +4,7 @@
 /// cancelled while it waits leaves the line, never takes the lock, and the call throws
 /// `CancellationError`.
 public struct AsyncMutex<Value>: Sendable {
-    private let storage: LockedStorage<Value>
+    @usableFromInline let storage: LockedStorage<Value>
 
     /// Wraps `value`.
     public init(_ value: sending Value) {
@@ -12,6 +12,7 @@ public struct AsyncMutex<Value>: Sendable {
     }
 
     /// Runs `body` holding the lock, waiting while another task holds it.
+    @inlinable
     @discardableResult
     public func withLock<Result>(_ body: (inout sending Value) async throws -> sending Result) async throws -> sending Result {
         try await storage.semaphore.acquire(1)
@@ -21,6 +22,7 @@ public struct AsyncMutex<Value>: Sendable {
 
     /// Runs `body` holding the lock if it is free right now; never waits.
     /// - Returns: `body`'s result, or `nil` if the lock was held or awaited by another task.
+    @inlinable
     @discardableResult
     public func tryLock<Result>(_ body: (inout sending Value) throws -> sending Result) rethrows -> sending Result? {
         guard storage.semaphore.tryAcquire(1) else { return nil }

@@ -8,7 +8,7 @@ import Synchronization
 /// try await limiter.withPermit { try await upload(chunk) }
 /// ```
 public final class OperationLimiter: Sendable {
-    private let semaphore: AsyncSemaphore
+    @usableFromInline let semaphore: AsyncSemaphore
 
     /// The most permits a limiter may have.
     public static let maximumPermits = 1 << 40
@@ -27,18 +27,21 @@ public final class OperationLimiter: Sendable {
 
     /// Waits for a permit. The permit is returned when it is released or goes out of scope.
     /// - Throws: `CancellationError` if the task is cancelled while waiting.
+    @inlinable
     public func acquire() async throws(CancellationError) -> OperationPermit {
         try await semaphore.acquire()
         return OperationPermit(semaphore)
     }
 
     /// Takes a permit if one is free right now; never waits.
+    @inlinable
     public func tryAcquire() -> OperationPermit? {
         semaphore.tryAcquire() ? OperationPermit(semaphore) : nil
     }
 
     /// Runs `body` holding a permit.
     /// - Throws: `CancellationError` if cancelled while waiting, or what `body` throws.
+    @inlinable
     public func withPermit<Result>(_ body: () async throws -> sending Result) async throws -> sending Result {
         try await semaphore.acquire()
         defer { semaphore.release() }
@@ -49,12 +52,12 @@ public final class OperationLimiter: Sendable {
 /// A permit from an ``OperationLimiter``. It cannot be copied, so it is returned exactly
 /// once: by ``release()`` or when it goes out of scope.
 public struct OperationPermit: ~Copyable, Sendable {
-    private let semaphore: AsyncSemaphore
+    @usableFromInline let semaphore: AsyncSemaphore
 
-    init(_ semaphore: AsyncSemaphore) { self.semaphore = semaphore }
+    @inlinable init(_ semaphore: AsyncSemaphore) { self.semaphore = semaphore }
 
     /// Returns the permit now.
-    public consuming func release() {}
+    @inlinable public consuming func release() {}
 
-    deinit { semaphore.release() }
+    @inlinable deinit { semaphore.release() }
 }
