@@ -210,11 +210,27 @@ let workloads: [(name: String, run: @Sendable (RuntimeHandle) async throws -> Vo
     ("shutdown_fanout", { try await shutdownFanout($0, 10_000) }),
 ]
 
-/// Not in WORKLOADS.md: the cost of a bare Swift `Task` (no tracking) on the runtime's pool
-/// and on the global pool, the floor under `spawn`. Run only when named.
+func shutdownFanoutFloor(_ handle: RuntimeHandle, _ n: Int) async throws {
+    let signal = ShutdownSignal()
+    var tasks: [Task<Void, Never>] = []
+    for _ in 0..<n {
+        let subscription = signal.subscribe()
+        tasks.append(Task(executorPreference: handle.executor) { await subscription.wait() })
+    }
+    while signal.waitingCount < n { try await Task.sleep(for: .milliseconds(1)) }
+    let start = clock.now
+    signal.signal()
+    for task in tasks { await task.value }
+    report("shutdown_fanout_floor", n, clock.now - start)
+}
+
+/// Not in WORKLOADS.md: the same work with bare Swift `Task`s (not tracked by the runtime),
+/// on the runtime's pool and on the global pool: the floor under `spawn` and
+/// `shutdown_fanout` that the Swift concurrency runtime sets. Run only when named.
 let diagnostics: [(name: String, run: @Sendable (RuntimeHandle) async throws -> Void)] = [
     ("task_floor_pool", { await spawnFloor($0, 100_000, global: false) }),
     ("task_floor_global", { await spawnFloor($0, 100_000, global: true) }),
+    ("shutdown_fanout_floor", { try await shutdownFanoutFloor($0, 10_000) }),
 ]
 
 func runBenchmarks() async throws {

@@ -87,8 +87,9 @@ public struct ShutdownReport: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// Everything the runtime and its handles share.
+@usableFromInline
 final class RuntimeCore: Sendable {
-    let pool: WorkerPool
+    @usableFromInline let pool: WorkerPool
     let blockingPool: BlockingPool
     let timer: DeadlineTimer
     let limiter: OperationLimiter

@@ -7,8 +7,8 @@ import Synchronization
 /// can stay there too: see ``executor``), is counted in ``AsyncRuntime/metrics``, and is
 /// cancelled if it is still running when its scope or the runtime shuts down.
 public struct RuntimeHandle: Sendable {
-    let core: RuntimeCore
-    let tracker: TaskTracker
+    @usableFromInline let core: RuntimeCore
+    @usableFromInline let tracker: TaskTracker
 
     /// The runtime's worker pool as a task executor, for `withTaskExecutorPreference`
     /// or `Task(executorPreference:)`.
@@ -33,7 +33,7 @@ public struct RuntimeHandle: Sendable {
 
     /// Spawns `operation` as a task on the runtime's workers.
     /// - Throws: ``RuntimeError`` with code ``RuntimeError/Code/shutDown`` once shutdown has begun.
-    @discardableResult
+    @inlinable @discardableResult
     public func spawn<Success: Sendable>(
         name: String? = nil, priority: TaskPriority? = nil,
         _ operation: sending @escaping () async -> Success
@@ -50,7 +50,7 @@ public struct RuntimeHandle: Sendable {
 
     /// Spawns a throwing `operation` as a task on the runtime's workers.
     /// - Throws: ``RuntimeError`` with code ``RuntimeError/Code/shutDown`` once shutdown has begun.
-    @discardableResult
+    @inlinable @discardableResult
     public func spawn<Success: Sendable>(
         name: String? = nil, priority: TaskPriority? = nil,
         _ operation: sending @escaping () async throws -> Success

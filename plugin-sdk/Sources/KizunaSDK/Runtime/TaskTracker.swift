@@ -1,6 +1,7 @@
 import Synchronization
 
 /// Something the tracker can cancel: every `Task`, whatever its result type.
+@usableFromInline
 protocol CancellableTask: Sendable {
     func cancel()
 }
@@ -13,6 +14,7 @@ extension Task: CancellableTask {}
 /// A task is counted from the moment it is spawned until its body returns. The task
 /// object is registered right after creation; a body that finishes before that
 /// registration leaves a tombstone so the late registration is dropped.
+@usableFromInline
 final class TaskTracker: Sendable {
     struct Entry: Sendable {
         let task: any CancellableTask
@@ -43,7 +45,8 @@ final class TaskTracker: Sendable {
     func close() { closed.store(true, ordering: .releasing) }
 
     /// Counts a task about to be spawned and gives it an id.
-    @inline(__always) func begin() throws(RuntimeError) -> UInt64 {
+    @usableFromInline
+    func begin() throws(RuntimeError) -> UInt64 {
         guard !closed.load(ordering: .acquiring) else {
             throw RuntimeError(.shutDown, "runtime scope '\(name)' is shut down and takes no new tasks; spawn before shutdown, or on a runtime that is still running")
         }
@@ -52,7 +55,8 @@ final class TaskTracker: Sendable {
     }
 
     /// Registers the task object spawned for `id`, so that it can be cancelled.
-    @inline(__always) func attach(_ id: UInt64, _ task: some CancellableTask, name: String?) {
+    @usableFromInline
+    func attach(_ id: UInt64, _ task: any CancellableTask, name: String?) {
         let cancelNow = state.withLock { state -> Bool in
             if state.finishedEarly.remove(id) != nil { return false }
             state.live[id] = Entry(task: task, name: name)
@@ -63,7 +67,8 @@ final class TaskTracker: Sendable {
     }
 
     /// Marks the task `id` finished. Called from the end of the task's own body.
-    @inline(__always) func end(_ id: UInt64) {
+    @usableFromInline
+    func end(_ id: UInt64) {
         state.withLock { state in
             if state.live.removeValue(forKey: id) == nil { state.finishedEarly.insert(id) }
         }

@@ -17,6 +17,7 @@ import Synchronization
 ///
 /// A worker that finds nothing to do spins briefly before it sleeps, and a producer wakes
 /// a sleeper only when no worker is spinning and no wake-up is already on its way.
+@usableFromInline
 final class WorkerPool: TaskExecutor, @unchecked Sendable {
     /// What one worker thread owns; touched only by that thread.
     private final class Worker {
@@ -79,6 +80,7 @@ final class WorkerPool: TaskExecutor, @unchecked Sendable {
     /// Jobs waiting in the shared queue (not counting the one in each worker's slot).
     var queueDepth: Int { condition.withLock { queue.count } }
 
+    @usableFromInline
     func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
         if let worker = Self.currentWorker, worker.pool === self {
