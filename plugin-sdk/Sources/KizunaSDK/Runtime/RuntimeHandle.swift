@@ -168,13 +168,16 @@ public struct RuntimeHandle: Sendable {
 }
 
 /// Decides, exactly once, whether a task with a timeout finished or timed out.
+///
+/// One per task and hardly ever contended, so an inline `Mutex` (no allocation of its own)
+/// fits better here than `LockedValue`.
 private final class TimeoutRace: Sendable {
     private enum Phase: Sendable { case running, finished, timedOut }
     private struct State: @unchecked Sendable {
         var phase = Phase.running
         var entry: DeadlineTimer.Entry?
     }
-    private let state = LockedValue(State())
+    private let state = Mutex(State())
 
     /// The task body finished; returns the timer entry to cancel, if armed.
     func finish() -> DeadlineTimer.Entry? {
