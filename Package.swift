@@ -11,6 +11,7 @@ let sdk = Target.Dependency.product(name: "KizunaSDK", package: "plugin-sdk")
 let package = Package(
     name: "kizuna",
     products: [
+        .library(name: "KizunaHost", targets: ["KizunaHost"]),
         .executable(name: "kizuna-runtime-demo", targets: ["RuntimeDemo"]),
         .executable(name: "kizuna-bench", targets: ["RuntimeBenchmarks"]),
     ],
@@ -18,9 +19,11 @@ let package = Package(
         .package(path: "plugin-sdk")
     ],
     targets: [
+        .target(name: "KizunaHost", dependencies: [sdk]),
         .executableTarget(name: "RuntimeDemo", dependencies: [sdk], path: "Examples/RuntimeDemo"),
         .executableTarget(name: "RuntimeBenchmarks", dependencies: [sdk], path: "Benchmarks/RuntimeBenchmarks"),
         .testTarget(name: "KizunaSDKTests", dependencies: [sdk]),
+        .testTarget(name: "KizunaHostTests", dependencies: ["KizunaHost", sdk]),
     ]
 )
 
@@ -28,5 +31,6 @@ for target in package.targets {
     var settings = target.swiftSettings ?? []
     settings.append(.enableUpcomingFeature("MemberImportVisibility"))
     settings.append(.enableUpcomingFeature("NonisolatedNonsendingByDefault"))
+    settings.append(.enableUpcomingFeature("InternalImportsByDefault"))
     target.swiftSettings = settings
 }

@@ -20,10 +20,12 @@ let package = Package(
     ],
     targets: [
         .target(name: "CKizunaRuntime"),
+        .target(name: "CKizunaPluginABI"),
         .target(
             name: "KizunaSDK",
             dependencies: [
                 "CKizunaRuntime",
+                "CKizunaPluginABI",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -33,7 +35,7 @@ let package = Package(
 )
 
 for target in package.targets where target.type != .system {
-    guard target.name != "CKizunaRuntime" else { continue }
+    guard !target.name.hasPrefix("C") else { continue }
     var settings = target.swiftSettings ?? []
     settings.append(.enableUpcomingFeature("MemberImportVisibility"))
     settings.append(.enableUpcomingFeature("InternalImportsByDefault"))

@@ -7,8 +7,20 @@
 
 /// Facts about this build of the SDK, checked when a plugin is loaded.
 public enum SDKInfo {
-    /// The SDK's semantic version.
-    public static let version = "0.1.0"
+    /// The SDK's semantic version, as compiled into this library.
+    public static let version = "\(PluginBuildFacts.sdkVersion)"
+
+    /// The Swift compiler this SDK library was compiled with.
+    public static let compilerVersion: String = {
+        let version = PluginBuildFacts.compilerVersion
+        return "\(version.major).\(version.minor).\(version.patch)"
+    }()
+
+    /// The metadata address of an SDK type in this process's copy of the SDK. A plugin
+    /// reports its own view of it; they differ when the plugin carries its own SDK copy.
+    public static var identity: UnsafeRawPointer {
+        unsafeBitCast(PluginContext.self as Any.Type, to: UnsafeRawPointer.self)
+    }
 
     /// Identifiers of types as seen from inside the SDK's image. A module that links its own
     /// copy of the SDK, swift-log or swift-metrics sees different identifiers.

@@ -1,0 +1,246 @@
+import Foundation
+public import KizunaSDK
+
+/// A plugin's manifest: the hand-edited TOML file that says what the plugin is, where its
+/// library is, and what it provides and needs.
+///
+/// ```toml
+/// schema = 1
+/// name = "tcp-transport"
+/// version = "1.0.0"
+/// kind = "transport"
+/// library = "libTCPTransport.so"
+/// sha256 = "…"                   # optional pin, checked before the library is opened
+/// description = "TCP on SwiftNIO"
+/// license = "Apache-2.0"
+/// authors = ["Kizuna team"]
+/// provides = ["transport"]
+/// requires = []
+///
+/// [settings]
+/// port = 0
+/// ```
+public struct PluginManifest: Sendable, Hashable {
+    /// The manifest format this host reads.
+    public static let schemaVersion: Int64 = 1
+
+    /// The manifest file.
+    public var path: String
+    /// The plugin's unique name: lowercase letters, digits and dashes.
+    public var name: String
+    /// The plugin's semantic version.
+    public var version: String
+    /// What kind of subsystem it is.
+    public var kind: PluginKind
+    /// The shared library, resolved against the manifest's folder.
+    public var libraryPath: String
+    /// The library's expected SHA-256, lowercase hex, if pinned.
+    public var sha256: String?
+    public var description: String?
+    public var license: String?
+    public var authors: [String]
+    /// Services it offers (inbound connections for these are routed to it).
+    public var provides: [String]
+    /// Kinds of plugin that must be loaded before it (besides those its kind needs).
+    public var requires: [PluginKind]
+    /// The `[settings]` table, handed to the plugin.
+    public var settings: PluginSettings
+
+    /// Every kind this plugin needs loaded first.
+    public var requiredKinds: [PluginKind] {
+        var kinds = kind.requiredKinds
+        for kind in requires where !kinds.contains(kind) { kinds.append(kind) }
+        return kinds
+    }
+
+    /// The keys a manifest may have.
+    static let knownKeys = [
+        "schema", "name", "version", "kind", "library", "sha256", "description", "license", "authors", "provides",
+        "requires", "settings",
+    ]
+
+    /// Reads and checks the manifest at `path`.
+    /// - Throws: ``ManifestError`` naming the file, the line where known, the field and the fix.
+    public init(contentsOf path: String) throws(ManifestError) {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw ManifestError(file: path, message: "cannot read the manifest (\(Self.reason(error))); check that the file exists and is readable")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ManifestError(file: path, message: "the manifest is not UTF-8 text; save it as UTF-8")
+        }
+        try self.init(parsing: text, path: path)
+    }
+
+    /// Checks manifest `text` as if it were read from `path`.
+    public init(parsing text: String, path: String) throws(ManifestError) {
+        let document: TOMLDocument
+        do {
+            document = try TOMLDocument(parsing: text)
+        } catch {
+            throw ManifestError(file: path, line: error.line, message: "\(error.message)")
+        }
+        let reader = FieldReader(document: document, path: path)
+        try reader.refuseUnknownKeys()
+
+        let schema = try reader.integer("schema", fix: "add 'schema = \(Self.schemaVersion)' at the top")
+        guard schema == Self.schemaVersion else {
+            throw reader.error("schema", "is \(schema), but this host reads schema \(Self.schemaVersion); write the manifest for schema \(Self.schemaVersion) or use a host that reads \(schema)")
+        }
+        self.path = path
+        name = try reader.string("name", fix: "add name = \"your-plugin\"")
+        guard Self.isValidName(name) else {
+            throw reader.error("name", "'\(name)' is not a valid plugin name; use 1 to 63 lowercase letters, digits and dashes, starting with a letter")
+        }
+        version = try reader.string("version", fix: "add version = \"1.0.0\"")
+        guard Self.isSemanticVersion(version) else {
+            throw reader.error("version", "'\(version)' is not a semantic version; write MAJOR.MINOR.PATCH such as \"1.0.0\"")
+        }
+        let kindText = try reader.string("kind", fix: "add kind = \"discovery\" (or transport, file-transfer, streaming)")
+        guard let kind = PluginKind(rawValue: kindText) else {
+            throw reader.error("kind", "'\(kindText)' is not a plugin kind; use one of \(PluginKind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        self.kind = kind
+        let library = try reader.string("library", fix: "add library = \"libYourPlugin.so\", the file name of the plugin's shared library")
+        guard !library.isEmpty else { throw reader.error("library", "is empty; give the file name of the plugin's shared library") }
+        let folder = (path as NSString).deletingLastPathComponent
+        libraryPath = library.hasPrefix("/") ? library : ((folder.isEmpty ? "." : folder) as NSString).appendingPathComponent(library)
+        sha256 = try reader.optionalString("sha256")
+        if let sha256 {
+            guard sha256.count == 64, sha256.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
+                throw reader.error("sha256", "'\(sha256)' is not a SHA-256; write 64 lowercase hex digits, as printed by `sha256sum \(library)`")
+            }
+        }
+        description = try reader.optionalString("description")
+        license = try reader.optionalString("license")
+        authors = try reader.stringArray("authors")
+        provides = try reader.stringArray("provides")
+        requires = try reader.stringArray("requires").map { (text: String) throws(ManifestError) -> PluginKind in
+            guard let kind = PluginKind(rawValue: text) else {
+                throw reader.error("requires", "'\(text)' is not a plugin kind; list kinds from \(PluginKind.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return kind
+        }
+        settings = PluginSettings(try reader.table("settings"))
+    }
+
+    static func isValidName(_ name: String) -> Bool {
+        guard let first = name.unicodeScalars.first, first.properties.isLowercase, first.isASCII, name.utf8.count <= 63 else { return false }
+        return name.unicodeScalars.allSatisfy { ($0.isASCII && ($0.properties.isLowercase || ("0"..."9").contains($0))) || $0 == "-" }
+    }
+
+    static func isSemanticVersion(_ version: String) -> Bool {
+        let core = version.split(separator: "-", maxSplits: 1).first.map(String.init) ?? ""
+        let parts = core.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 3 && parts.allSatisfy { !$0.isEmpty && $0.allSatisfy(\.isNumber) && ($0 == "0" || !$0.hasPrefix("0")) }
+    }
+
+    static func reason(_ error: any Error) -> String {
+        (error as NSError).localizedFailureReason ?? (error as NSError).localizedDescription
+    }
+}
+
+/// A manifest that cannot be used: which file, which line and field, what is wrong, and the fix.
+public struct ManifestError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The manifest file.
+    public var file: String
+    /// The line the problem is on, where known.
+    public var line: Int?
+    /// The field at fault, where there is one.
+    public var field: String?
+    /// What is wrong and how to fix it.
+    public var message: String
+
+    public init(file: String, line: Int? = nil, field: String? = nil, message: String) {
+        self.file = file
+        self.line = line
+        self.field = field
+        self.message = message
+    }
+
+    public var description: String {
+        let location = line.map { "\(file):\($0)" } ?? file
+        return field.map { "\(location): field '\($0)' \(message)" } ?? "\(location): \(message)"
+    }
+}
+
+/// Reads typed fields from a parsed manifest, with errors that point at them.
+private struct FieldReader {
+    let document: TOMLDocument
+    let path: String
+
+    func error(_ field: String, _ message: String) -> ManifestError {
+        ManifestError(file: path, line: document.lines[field], field: field, message: message)
+    }
+
+    func refuseUnknownKeys() throws(ManifestError) {
+        for key in document.root.keys.sorted() where !PluginManifest.knownKeys.contains(key) {
+            let suggestion = PluginManifest.knownKeys.min { distance($0, key) < distance($1, key) }
+            let hint = suggestion.map { distance($0, key) <= 2 ? "; did you mean '\($0)'?" : "" } ?? ""
+            throw ManifestError(
+                file: path, line: document.lines[key], field: key,
+                message: "is not a manifest key\(hint) Known keys: \(PluginManifest.knownKeys.joined(separator: ", ")); put plugin-specific values under [settings]")
+        }
+    }
+
+    func integer(_ key: String, fix: String) throws(ManifestError) -> Int64 {
+        switch document.root[key] {
+        case .integer(let value): return value
+        case nil: throw ManifestError(file: path, field: key, message: "is missing; \(fix)")
+        case .some(let other): throw error(key, "must be an integer, not a \(other.typeName); \(fix)")
+        }
+    }
+
+    func string(_ key: String, fix: String) throws(ManifestError) -> String {
+        switch document.root[key] {
+        case .string(let value): return value
+        case nil: throw ManifestError(file: path, field: key, message: "is missing; \(fix)")
+        case .some(let other): throw error(key, "must be a string, not a \(other.typeName); \(fix)")
+        }
+    }
+
+    func optionalString(_ key: String) throws(ManifestError) -> String? {
+        switch document.root[key] {
+        case .string(let value): return value
+        case nil: return nil
+        case .some(let other): throw error(key, "must be a string, not a \(other.typeName); put the value in quotes")
+        }
+    }
+
+    func stringArray(_ key: String) throws(ManifestError) -> [String] {
+        switch document.root[key] {
+        case nil: return []
+        case .array(let values):
+            return try values.map { (value: SettingValue) throws(ManifestError) -> String in
+                guard case .string(let text) = value else {
+                    throw error(key, "must be an array of strings, but holds a \(value.typeName); write [\"a\", \"b\"]")
+                }
+                return text
+            }
+        case .some(let other): throw error(key, "must be an array of strings, not a \(other.typeName); write [\"a\", \"b\"]")
+        }
+    }
+
+    func table(_ key: String) throws(ManifestError) -> [String: SettingValue] {
+        switch document.root[key] {
+        case nil: return [:]
+        case .table(let table): return table
+        case .some(let other): throw error(key, "must be a table, not a \(other.typeName); write [settings] on its own line and the values below it")
+        }
+    }
+
+    func distance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        var previous = Array(0...b.count)
+        for i in 1...max(a.count, 1) where !a.isEmpty {
+            var current = [i] + Array(repeating: 0, count: b.count)
+            for j in 1...max(b.count, 1) where !b.isEmpty {
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            previous = current
+        }
+        return previous[b.count]
+    }
+}

@@ -1,0 +1,118 @@
+import KizunaHost
+import KizunaSDK
+import Testing
+
+@Suite struct ManifestTests {
+    static let valid = """
+        # A transport plugin.
+        schema = 1
+        name = "tcp-transport"
+        version = "1.2.0"
+        kind = "transport"
+        library = "libTCPTransport.so"
+        sha256 = "\(String(repeating: "ab", count: 32))"
+        description = 'TCP on "SwiftNIO"'
+        license = "Apache-2.0"
+        authors = [
+            "Kizuna team",  # trailing comma and comments are fine
+        ]
+        provides = ["transport"]
+
+        [settings]
+        port = 0x1F90
+        interface = "127.0.0.1"
+        verbose = true
+        ratio = 0.5
+        peers = ["a", "b"]
+        limits = { send = 1_000, receive = 2_000 }
+        banner = \"\"\"
+        hello
+        world\"\"\"
+        [settings.tls]
+        enabled = false
+        """
+
+    @Test func aValidManifestParses() throws {
+        let manifest = try PluginManifest(parsing: Self.valid, path: "/plugins/tcp.toml")
+        #expect(manifest.name == "tcp-transport")
+        #expect(manifest.version == "1.2.0")
+        #expect(manifest.kind == .transport)
+        #expect(manifest.libraryPath == "/plugins/libTCPTransport.so")
+        #expect(manifest.sha256 == String(repeating: "ab", count: 32))
+        #expect(manifest.description == "TCP on \"SwiftNIO\"")
+        #expect(manifest.authors == ["Kizuna team"])
+        #expect(manifest.provides == ["transport"])
+        #expect(manifest.requires == [])
+        #expect(manifest.settings.integer("port") == 8080)
+        #expect(manifest.settings.string("interface") == "127.0.0.1")
+        #expect(manifest.settings.bool("verbose") == true)
+        #expect(manifest.settings.float("ratio") == 0.5)
+        #expect(manifest.settings.values["peers"] == .array([.string("a"), .string("b")]))
+        #expect(manifest.settings.values["limits"] == .table(["send": .integer(1000), "receive": .integer(2000)]))
+        #expect(manifest.settings.string("banner") == "hello\nworld")
+        #expect(manifest.settings.values["tls"] == .table(["enabled": .bool(false)]))
+    }
+
+    @Test func aFileTransferPluginRequiresATransport() throws {
+        let manifest = try PluginManifest(parsing: """
+            schema = 1
+            name = "files"
+            version = "0.1.0"
+            kind = "file-transfer"
+            library = "libFiles.so"
+            """, path: "m.toml")
+        #expect(manifest.requiredKinds == [.transport])
+    }
+
+    /// Each broken manifest, with the line and field the error must name and a piece of its message.
+    static let broken: [(text: String, line: Int?, field: String?, message: String)] = [
+        ("schema = 1\nname = \"x\"\nversion = \"1.0.0\"\nkind = \"discovery\"\nlibrary = \"l.so\"\ncolour = \"red\"\n", 6, "colour", "is not a manifest key"),
+        ("schema = 1\nnmae = \"x\"\n", 2, "nmae", "did you mean 'name'?"),
+        ("name = \"x\"\n", nil, "schema", "is missing; add 'schema = 1'"),
+        ("schema = 2\n", 1, "schema", "is 2, but this host reads schema 1"),
+        ("schema = \"1\"\n", 1, "schema", "must be an integer, not a string"),
+        ("schema = 1\nversion = \"1.0.0\"\n", nil, "name", "is missing"),
+        ("schema = 1\nname = \"Bad_Name\"\n", 2, "name", "is not a valid plugin name"),
+        ("schema = 1\nname = 42\n", 2, "name", "must be a string, not a integer"),
+        ("schema = 1\nname = \"x\"\nversion = \"1.0\"\n", 3, "version", "is not a semantic version"),
+        ("schema = 1\nname = \"x\"\nversion = \"1.0.0\"\nkind = \"discvery\"\n", 4, "kind", "'discvery' is not a plugin kind; use one of discovery, transport, file-transfer, streaming"),
+        ("schema = 1\nname = \"x\"\nversion = \"1.0.0\"\nkind = \"discovery\"\n", nil, "library", "is missing"),
+        ("schema = 1\nname = \"x\"\nversion = \"1.0.0\"\nkind = \"discovery\"\nlibrary = \"l.so\"\nsha256 = \"abc\"\n", 6, "sha256", "is not a SHA-256"),
+        ("schema = 1\nname = \"x\"\nversion = \"1.0.0\"\nkind = \"discovery\"\nlibrary = \"l.so\"\nauthors = \"me\"\n", 6, "authors", "must be an array of strings, not a string"),
+        ("schema = 1\nname = \"x\"\nversion = \"1.0.0\"\nkind = \"discovery\"\nlibrary = \"l.so\"\nprovides = [1]\n", 6, "provides", "holds a integer"),
+        ("schema = 1\nname = \"x\"\nversion = \"1.0.0\"\nkind = \"streaming\"\nlibrary = \"l.so\"\nrequires = [\"tranport\"]\n", 6, "requires", "'tranport' is not a plugin kind"),
+        ("schema = 1\nname = \"x\"\nversion = \"1.0.0\"\nkind = \"discovery\"\nlibrary = \"l.so\"\nsettings = 3\n", 6, "settings", "must be a table, not a integer"),
+        // Syntax errors carry the line.
+        ("schema = 1\nname = \"x\n", 2, nil, "a string is not closed on its line"),
+        ("schema = 1\nname = x\n", 2, nil, "strings need quotes"),
+        ("schema = 1\nschema = 1\n", 2, nil, "key 'schema' is defined twice"),
+        ("schema = 1\n[settings]\n[settings]\n", 3, nil, "table [settings] is defined twice"),
+        ("schema = 1\n[[settings]]\n", 2, nil, "arrays of tables ([[...]]) are not supported"),
+        ("schema = 1\nwhen = 2024-01-01\n", 2, nil, "dates are not supported"),
+        ("schema = 1\nname = \"x\" extra\n", 2, nil, "put one key = value per line"),
+        ("schema = 1\nlist = [1, 2\n", 3, nil, "expected ',' or ']' in an array"),
+        ("schema = 1\nname = \"bad \\q escape\"\n", 2, nil, "'\\q' is not a TOML escape"),
+        ("schema = 99999999999999999999\n", 1, nil, "does not fit in a 64-bit integer"),
+        ("schema = 01\n", 1, nil, "leading zero"),
+        ("schema =\n", 1, nil, "a key has no value"),
+    ]
+
+    @Test(arguments: broken)
+    func brokenManifestsNameTheLineFieldAndFix(case broken: (text: String, line: Int?, field: String?, message: String)) {
+        let error = #expect(throws: ManifestError.self) { try PluginManifest(parsing: broken.text, path: "plugins/bad.toml") }
+        #expect(error?.file == "plugins/bad.toml")
+        #expect(error?.line == broken.line, "line of: \(error?.description ?? "")")
+        #expect(error?.field == broken.field, "field of: \(error?.description ?? "")")
+        #expect(error?.message.contains(broken.message) == true, "message: \(error?.description ?? "")")
+    }
+
+    @Test func theErrorReadsAsOneLine() {
+        let error = ManifestError(file: "plugins/mdns.toml", line: 4, field: "kind", message: "'x' is not a plugin kind")
+        #expect(error.description == "plugins/mdns.toml:4: field 'kind' 'x' is not a plugin kind")
+    }
+
+    @Test func anUnreadableFileIsNamed() {
+        let error = #expect(throws: ManifestError.self) { try PluginManifest(contentsOf: "/nonexistent/plugin.toml") }
+        #expect(error?.description.hasPrefix("/nonexistent/plugin.toml: cannot read the manifest") == true)
+    }
+}

@@ -1,0 +1,105 @@
+/// Everything that happens in a Kizuna host, as published on its event bus.
+public enum HostEvent: Sendable, Hashable, Codable {
+    case peerFound(Peer)
+    case peerLost(PeerID)
+    case connectionUp(ConnectionInfo)
+    case connectionDown(ConnectionInfo)
+    case transferProgress(TransferProgress)
+    case transferDone(TransferProgress)
+    case transferFailed(TransferProgress, reason: String)
+    case streamStarted(id: String, peer: PeerID)
+    case streamEnded(id: String, peer: PeerID)
+    /// A plugin moved to a new lifecycle state.
+    case pluginStateChanged(name: String, state: PluginState)
+
+    /// A one-line description for logs and `kizuna events`.
+    public var summary: String {
+        switch self {
+        case .peerFound(let peer): "peer found: \(peer.id) (\(peer.name)) at \(peer.addresses.map(\.description).joined(separator: ", "))"
+        case .peerLost(let id): "peer lost: \(id)"
+        case .connectionUp(let info): "connection up: \(info.id) \(info.inbound ? "from" : "to") \(info.peer) for \(info.service)"
+        case .connectionDown(let info): "connection down: \(info.id) \(info.peer)"
+        case .transferProgress(let progress): "transfer \(progress.id) \(progress.name): \(progress.bytesDone)/\(progress.bytesTotal) bytes"
+        case .transferDone(let progress): "transfer \(progress.id) \(progress.name) done: \(progress.bytesTotal) bytes"
+        case .transferFailed(let progress, let reason): "transfer \(progress.id) \(progress.name) failed: \(reason)"
+        case .streamStarted(let id, let peer): "stream \(id) started with \(peer)"
+        case .streamEnded(let id, let peer): "stream \(id) ended with \(peer)"
+        case .pluginStateChanged(let name, let state): "plugin \(name): \(state)"
+        }
+    }
+}
+
+/// The host's event bus: one broadcast channel of ``HostEvent``s. Publishing never
+/// waits; a subscriber that falls more than its buffer behind is told how many events it
+/// missed and carries on.
+public final class EventBus: Sendable {
+    private let channel: BroadcastChannel<HostEvent>
+    private let state: SharedState?
+
+    /// Creates a bus that retains the latest `capacity` events for slow subscribers and,
+    /// given a shared state, records every event in it before publishing.
+    public init(capacity: Int = 1024, state: SharedState? = nil) {
+        channel = BroadcastChannel(capacity: capacity)
+        self.state = state
+    }
+
+    /// Publishes `event` to every subscriber, after applying it to the shared state.
+    /// Never waits.
+    public func publish(_ event: HostEvent) {
+        state?.apply(event)
+        channel.send(event)
+    }
+
+    /// A subscriber that receives every event published from now on.
+    public func subscribe() -> BroadcastReceiver<HostEvent> { channel.subscribe() }
+
+    /// Subscribers right now.
+    public var subscriberCount: Int { channel.receiverCount }
+
+    /// Ends the bus: subscribers read what is left, then their sequences end.
+    public func close() { channel.finish() }
+}
+
+/// The host's shared state (peers, connections, transfers, plugin states), readable by
+/// every plugin from any thread. It changes only by applying events, so every change is
+/// also an event; each read is a consistent snapshot.
+public final class SharedState: Sendable {
+    private struct Tables: Sendable {
+        var peers: [PeerID: Peer] = [:]
+        var connections: [String: ConnectionInfo] = [:]
+        var transfers: [String: TransferProgress] = [:]
+        var plugins: [String: PluginState] = [:]
+    }
+
+    // Updates are a few dictionary operations: a plain lock, which a cancelled publisher
+    // cannot abandon halfway, suits them better than an async lock.
+    private let tables = LockedValue(Tables())
+
+    /// Creates an empty state.
+    public init() {}
+
+    /// Peers seen and not lost, by identity.
+    public var peers: [PeerID: Peer] { tables.withLock { $0.peers } }
+    /// Open connections, by identifier.
+    public var connections: [String: ConnectionInfo] { tables.withLock { $0.connections } }
+    /// Transfers in progress, by identifier.
+    public var transfers: [String: TransferProgress] { tables.withLock { $0.transfers } }
+    /// Plugin states, by plugin name.
+    public var plugins: [String: PluginState] { tables.withLock { $0.plugins } }
+
+    /// Records what `event` changes.
+    func apply(_ event: HostEvent) {
+        tables.withLock { tables in
+            switch event {
+            case .peerFound(let peer): tables.peers[peer.id] = peer
+            case .peerLost(let id): tables.peers[id] = nil
+            case .connectionUp(let info): tables.connections[info.id] = info
+            case .connectionDown(let info): tables.connections[info.id] = nil
+            case .transferProgress(let progress): tables.transfers[progress.id] = progress
+            case .transferDone(let progress), .transferFailed(let progress, _): tables.transfers[progress.id] = nil
+            case .streamStarted, .streamEnded: break
+            case .pluginStateChanged(let name, let state): tables.plugins[name] = state
+            }
+        }
+    }
+}

@@ -1,0 +1,46 @@
+/// What the host hands a plugin: a runtime handle, its shutdown subscription, the event
+/// bus, the shared state, its settings, a logger, and the subsystems it requires.
+public final class PluginContext: Sendable {
+    /// The plugin's name, from its manifest.
+    public let name: String
+    /// A runtime handle scoped to this plugin: its tasks run on the host's workers, are
+    /// counted as the plugin's, and are cancelled when the plugin goes away.
+    public let runtime: RuntimeHandle
+    /// Fires when the host wants the plugin to stop: on unload, reload or host shutdown.
+    public let shutdown: ShutdownSubscription
+    /// The host's event bus.
+    public let events: EventBus
+    /// The host's shared state, readable from any thread.
+    public let state: SharedState
+    /// The `[settings]` table of the plugin's manifest.
+    public let settings: PluginSettings
+    /// A logger labelled with the plugin's name.
+    public let logger: Logger
+    /// The loaded transport, for plugins that require one (file transfer, streaming).
+    public let transport: (any TransportPlugin)?
+    /// Connections peers opened for this plugin's services, delivered by the host.
+    public let inbound: BoundedChannel<any Connection>
+    private let router: @Sendable (any Connection) async -> Void
+
+    /// Creates a context. Hosts (and the SDK's test kit) call this; plugins receive one.
+    public init(
+        name: String, runtime: RuntimeHandle, shutdown: ShutdownSubscription, events: EventBus, state: SharedState,
+        settings: PluginSettings, logger: Logger, transport: (any TransportPlugin)?,
+        inbound: BoundedChannel<any Connection>, router: @escaping @Sendable (any Connection) async -> Void
+    ) {
+        self.name = name
+        self.runtime = runtime
+        self.shutdown = shutdown
+        self.events = events
+        self.state = state
+        self.settings = settings
+        self.logger = logger
+        self.transport = transport
+        self.inbound = inbound
+        self.router = router
+    }
+
+    /// For transports: hands an inbound connection to the plugin that serves its
+    /// ``Connection/service``; the host closes connections that no plugin serves.
+    public func routeInbound(_ connection: any Connection) async { await router(connection) }
+}
