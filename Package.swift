@@ -8,6 +8,14 @@ import PackageDescription
 
 let sdk = Target.Dependency.product(name: "KizunaSDK", package: "plugin-sdk")
 
+/// Plugins the tests load: real shared libraries, built with the package (`swift test`
+/// builds every product). Each lives in Tests/Fixtures/NAME.
+let fixturePlugins = [
+    "FixtureDiscovery", "FixtureTransport", "FixtureFileTransfer", "FixtureStreaming", "FixtureThrowing",
+    "FixtureIgnoresShutdown", "FixtureNeverReturns", "FixtureWrongABI", "FixtureNoEntry", "FixtureOldSDK",
+    "FixtureOtherCompiler", "FixtureForeignSDK",
+]
+
 let package = Package(
     name: "kizuna",
     products: [
@@ -16,16 +24,20 @@ let package = Package(
         .executable(name: "kizuna-bench", targets: ["RuntimeBenchmarks"]),
     ],
     dependencies: [
-        .package(path: "plugin-sdk")
+        .package(path: "plugin-sdk"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
-        .target(name: "KizunaHost", dependencies: [sdk]),
+        .target(name: "KizunaHost", dependencies: [sdk, .product(name: "Crypto", package: "swift-crypto")]),
         .executableTarget(name: "RuntimeDemo", dependencies: [sdk], path: "Examples/RuntimeDemo"),
         .executableTarget(name: "RuntimeBenchmarks", dependencies: [sdk], path: "Benchmarks/RuntimeBenchmarks"),
         .testTarget(name: "KizunaSDKTests", dependencies: [sdk]),
         .testTarget(name: "KizunaHostTests", dependencies: ["KizunaHost", sdk]),
     ]
 )
+
+package.products += fixturePlugins.map { .library(name: $0, type: .dynamic, targets: [$0]) }
+package.targets += fixturePlugins.map { .target(name: $0, dependencies: [sdk], path: "Tests/Fixtures/\($0)") }
 
 for target in package.targets {
     var settings = target.swiftSettings ?? []
