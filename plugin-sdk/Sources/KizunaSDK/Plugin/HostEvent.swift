@@ -35,6 +35,7 @@ public enum HostEvent: Sendable, Hashable, Codable {
 public final class EventBus: Sendable {
     private let channel: BroadcastChannel<HostEvent>
     private let state: SharedState?
+    private let published = LockedValue(0)
 
     /// Creates a bus that retains the latest `capacity` events for slow subscribers and,
     /// given a shared state, records every event in it before publishing.
@@ -43,10 +44,22 @@ public final class EventBus: Sendable {
         self.state = state
     }
 
+    private init(channel: BroadcastChannel<HostEvent>, state: SharedState?) {
+        self.channel = channel
+        self.state = state
+    }
+
+    /// The same bus, with its own count of ``publishedCount``: the host gives each plugin one.
+    public func view() -> EventBus { EventBus(channel: channel, state: state) }
+
+    /// Events published through this bus (or this view of it).
+    public var publishedCount: Int { published.withLock { $0 } }
+
     /// Publishes `event` to every subscriber, after applying it to the shared state.
     /// Never waits.
     public func publish(_ event: HostEvent) {
         state?.apply(event)
+        published.withLock { $0 += 1 }
         channel.send(event)
     }
 

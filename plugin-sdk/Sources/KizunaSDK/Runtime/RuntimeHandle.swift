@@ -153,7 +153,8 @@ public struct RuntimeHandle: Sendable {
     }
 
     /// Refuses new tasks in this scope and cancels the running ones.
-    /// - Returns: the names of the cancelled tasks (`"unnamed"` for unnamed ones).
+    /// - Returns: the names of the tasks this call cancelled (`"unnamed"` for unnamed ones);
+    ///   tasks an earlier call cancelled that have not finished yet are not listed again.
     @discardableResult
     public func cancelScope() -> [String] {
         tracker.close()

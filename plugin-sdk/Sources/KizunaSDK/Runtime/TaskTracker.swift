@@ -19,6 +19,7 @@ final class TaskTracker: Sendable {
     struct Entry: Sendable {
         let task: any CancellableTask
         let name: String?
+        var cancelled = false
     }
 
     private struct State: Sendable {
@@ -81,9 +82,17 @@ final class TaskTracker: Sendable {
         }
     }
 
-    /// Cancels every live task and returns their names (`nil` for unnamed tasks).
+    /// Cancels every live task and returns the names (`nil` for unnamed tasks) of those it
+    /// cancelled; tasks cancelled by an earlier call and not finished yet are not repeated.
     func cancelAll() -> [String?] {
-        let entries = state.withLock { Array($0.live.values) }
+        let entries = state.withLock { state -> [Entry] in
+            var newlyCancelled: [Entry] = []
+            for (id, entry) in state.live where !entry.cancelled {
+                state.live[id]?.cancelled = true
+                newlyCancelled.append(entry)
+            }
+            return newlyCancelled
+        }
         for entry in entries { entry.task.cancel() }
         return entries.map(\.name)
     }

@@ -1,0 +1,65 @@
+import Foundation
+public import KizunaSDK
+
+/// How a ``KizunaHost`` is set up. Every field has a default.
+public struct HostConfiguration: Sendable {
+    /// The runtime the host and its plugins run on.
+    public var runtime: RuntimeConfiguration
+    /// The plugins directory, searched first: `~/.kizuna/plugins` unless set.
+    public var pluginsDirectory: String
+    /// More directories to search, in order (`KIZUNA_PLUGIN_PATH`, colon-separated).
+    public var searchPath: [String]
+    /// Where the host itself is installed: its built-in plugins' manifests are searched
+    /// there last, and plugin libraries are also looked for there. Defaults to the
+    /// folder of the running executable.
+    public var installDirectory: String
+    /// The control socket `kizuna` commands talk to a running host through.
+    public var controlSocketPath: String
+    /// How long a plugin has to return from `run` after its shutdown subscription fires,
+    /// before its tasks are cancelled.
+    public var stopGracePeriod: Duration
+    /// How long a cancelled plugin has to return before it is reported stuck.
+    public var cancellationGracePeriod: Duration
+    /// Where reloaded builds are copied (content-addressed) before they are opened.
+    public var stateDirectory: String
+
+    /// Creates a configuration; every argument has the documented default.
+    public init(
+        runtime: RuntimeConfiguration = RuntimeConfiguration(),
+        pluginsDirectory: String? = nil,
+        searchPath: [String]? = nil,
+        installDirectory: String? = nil,
+        controlSocketPath: String? = nil,
+        stopGracePeriod: Duration = .seconds(5),
+        cancellationGracePeriod: Duration = .seconds(1),
+        stateDirectory: String? = nil
+    ) {
+        let environment = ProcessInfo.processInfo.environment
+        self.runtime = runtime
+        self.pluginsDirectory = pluginsDirectory ?? Self.homeDirectory + "/.kizuna/plugins"
+        self.searchPath = searchPath ?? (environment["KIZUNA_PLUGIN_PATH"] ?? "").split(separator: ":").map(String.init)
+        self.installDirectory = installDirectory ?? Self.executableDirectory
+        self.controlSocketPath = controlSocketPath ?? Self.defaultSocketPath
+        self.stopGracePeriod = stopGracePeriod
+        self.cancellationGracePeriod = cancellationGracePeriod
+        self.stateDirectory = stateDirectory ?? NSTemporaryDirectory() + "kizuna-\(getuid())-\(getpid())"
+    }
+
+    /// Every directory searched for manifests, in order.
+    public var manifestDirectories: [String] { [pluginsDirectory] + searchPath + [installDirectory] }
+
+    /// `$KIZUNA_SOCKET`, else a per-user path under `$XDG_RUNTIME_DIR` or the temporary folder.
+    public static var defaultSocketPath: String {
+        let environment = ProcessInfo.processInfo.environment
+        if let socket = environment["KIZUNA_SOCKET"], !socket.isEmpty { return socket }
+        if let runtime = environment["XDG_RUNTIME_DIR"], !runtime.isEmpty { return runtime + "/kizuna.sock" }
+        return NSTemporaryDirectory() + "kizuna-\(getuid()).sock"
+    }
+
+    static var homeDirectory: String { ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory() }
+
+    static var executableDirectory: String {
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return (executable as NSString).deletingLastPathComponent
+    }
+}

@@ -1,0 +1,394 @@
+import Foundation
+public import KizunaSDK
+
+/// A Kizuna host: the runtime, the event bus, the shared state, and the plugins that
+/// provide every subsystem, each moved through its lifecycle here.
+///
+/// Every method checks that the host is not shut down; calls after ``shutdown()`` fail
+/// with ``PluginLoadError/Code/hostShutDown``.
+public actor KizunaHost {
+    /// How the host was set up.
+    public nonisolated let configuration: HostConfiguration
+    /// The runtime the host and every plugin run on.
+    public nonisolated let runtime: AsyncRuntime
+    /// Peers, connections, transfers and plugin states, readable from any thread.
+    public nonisolated let state = SharedState()
+    /// The host's event bus; every shared-state change is published on it.
+    public nonisolated let events: EventBus
+    private let search: PluginSearch
+    private let logger: Logger
+
+    private var plugins: [String: LoadedPlugin] = [:]
+    /// Plugin names in the order they were started.
+    private var startOrder: [String] = []
+    private var isShutDown = false
+
+    /// Creates a host and starts its runtime; no plugin is loaded yet.
+    /// - Throws: ``RuntimeError`` if the runtime configuration is invalid.
+    public init(configuration: HostConfiguration = HostConfiguration()) throws(RuntimeError) {
+        self.configuration = configuration
+        runtime = try AsyncRuntime(configuration: configuration.runtime)
+        events = EventBus(capacity: 4096, state: state)
+        search = PluginSearch(directories: configuration.manifestDirectories, installDirectory: configuration.installDirectory)
+        logger = Logger(label: "kizuna.host")
+    }
+
+    // MARK: Loading
+
+    /// Loads every plugin whose manifest is in the search directories, transports and
+    /// discovery first, then the plugins that require them.
+    /// - Returns: the failures; one bad plugin never stops the others.
+    @discardableResult
+    public func loadAll() async -> [PluginLoadError] {
+        var failures: [PluginLoadError] = []
+        var manifests: [PluginManifest] = []
+        for file in search.manifestFiles() {
+            do {
+                manifests.append(try PluginManifest(contentsOf: file))
+            } catch {
+                failures.append(PluginLoadError(.manifestInvalid, plugin: nil, file: file, error.description))
+            }
+        }
+        manifests.sort { $0.requiredKinds.count < $1.requiredKinds.count }
+        for manifest in manifests {
+            do {
+                _ = try await start(manifest)
+            } catch {
+                failures.append(error)
+            }
+        }
+        for failure in failures { logger.error("\(failure)") }
+        return failures
+    }
+
+    /// Loads and starts one plugin: by manifest path, or by name from the search directories.
+    /// - Throws: ``PluginLoadError`` saying what is wrong and how to fix it; nothing else
+    ///   in the host is disturbed.
+    public func load(_ nameOrPath: String) async throws(PluginLoadError) -> PluginInfo {
+        try checkRunning()
+        return try await start(try search.manifest(for: nameOrPath))
+    }
+
+    private func start(_ manifest: PluginManifest) async throws(PluginLoadError) -> PluginInfo {
+        try checkRunning()
+        try checkCanStart(manifest)
+        let library = try PluginLibrary.open(manifest, path: try search.library(for: manifest))
+        return try await start(manifest, library: library, plugin: try library.makePlugin(for: manifest))
+    }
+
+    private func checkCanStart(_ manifest: PluginManifest) throws(PluginLoadError) {
+        if let existing = plugins[manifest.name] {
+            throw PluginLoadError(
+                .nameClash, plugin: manifest.name, file: manifest.path,
+                "a plugin with this name is already loaded from \(existing.manifest.path); unload it first, or give this one another name")
+        }
+        for kind in manifest.requiredKinds where runningPlugin(of: kind) == nil {
+            throw PluginLoadError(
+                .requirementMissing, plugin: manifest.name, file: manifest.path,
+                "requires a \(kind) plugin and none is running; load one first (for example `kizuna plugins load NAME` with a \(kind) plugin)")
+        }
+    }
+
+    private func start(_ manifest: PluginManifest, library: PluginLibrary, plugin: any Plugin) async throws(PluginLoadError) -> PluginInfo {
+        let loaded = LoadedPlugin(manifest: manifest, library: library, plugin: plugin, scope: runtime.handle.scoped(manifest.name), bus: events.view())
+        plugins[manifest.name] = loaded
+        startOrder.append(manifest.name)
+        setState(loaded, .loaded)
+
+        let transport = manifest.requiredKinds.contains(.transport) ? runningPlugin(of: .transport)?.plugin as? any TransportPlugin : nil
+        let context = PluginContext(
+            name: manifest.name, runtime: loaded.scope, shutdown: loaded.shutdown.subscribe(), events: loaded.bus,
+            state: state, settings: manifest.settings, logger: Logger(label: "kizuna.plugin.\(manifest.name)"),
+            transport: transport, inbound: loaded.inbound,
+            router: { [weak self] connection in await self?.route(connection) })
+        setState(loaded, .starting)
+        do {
+            let runTask = try loaded.scope.spawn(name: "\(manifest.name).run") { try await plugin.run(context: context) }
+            let finished = loaded.runFinished
+            try runtime.handle.spawn(name: "\(manifest.name).monitor") { [weak self] in
+                let result = await runTask.result
+                finished.signal()
+                await self?.runEnded(loaded, result)
+            }
+        } catch {
+            plugins[manifest.name] = nil
+            startOrder.removeAll { $0 == manifest.name }
+            throw PluginLoadError(.hostShutDown, plugin: manifest.name, file: manifest.path, "the host is shutting down and starts no plugins")
+        }
+        setState(loaded, .running)
+        logger.info("plugin started", metadata: ["plugin": "\(manifest.name)", "kind": "\(manifest.kind)"])
+        return info(of: loaded)
+    }
+
+    /// `run` returned or threw without being asked to stop.
+    private func runEnded(_ loaded: LoadedPlugin, _ result: Result<Void, any Error>) {
+        guard plugins[loaded.manifest.name] === loaded, loaded.state != .stopping else { return }
+        loaded.leftoverTasks += Self.countLeftovers(loaded.scope.cancelScope(), of: loaded)
+        switch result {
+        case .success:
+            setState(loaded, .stopped)
+        case .failure(let error):
+            setState(loaded, .failed(reason: "run threw: \(error)"))
+        }
+    }
+
+    // MARK: Unloading and reloading
+
+    /// Stops a plugin and forgets it: its shutdown subscription fires, it has the grace
+    /// period to return, then its tasks are cancelled; one that still does not return is
+    /// reported stuck. Its library stays mapped (Swift code is never unloaded).
+    /// - Throws: ``PluginLoadError`` if no such plugin is loaded, or a running plugin needs it.
+    public func unload(_ name: String) async throws(PluginLoadError) -> PluginInfo {
+        try checkRunning()
+        let loaded = try plugin(named: name)
+        if let dependent = dependents(of: loaded).first {
+            throw PluginLoadError(
+                .requirementMissing, plugin: name, file: loaded.manifest.path,
+                "plugin '\(dependent.manifest.name)' (\(dependent.manifest.kind)) requires this \(loaded.manifest.kind); unload '\(dependent.manifest.name)' first")
+        }
+        let report = await stop(loaded)
+        plugins[name] = nil
+        startOrder.removeAll { $0 == name }
+        return report
+    }
+
+    /// Loads the plugin's current build and manifest and swaps it in. The new build is
+    /// opened and checked first, from a content-addressed copy when the library changed
+    /// (Swift images are never unmapped, so a new build needs a new path); if it fails,
+    /// the old one keeps running. Plugins that require the reloaded one are restarted.
+    public func reload(_ name: String) async throws(PluginLoadError) -> PluginInfo {
+        try checkRunning()
+        let old = try plugin(named: name)
+        let manifest: PluginManifest
+        do {
+            manifest = try PluginManifest(contentsOf: old.manifest.path)
+        } catch {
+            throw PluginLoadError(.manifestInvalid, plugin: name, file: old.manifest.path, "\(error.description); the loaded build keeps running")
+        }
+        guard manifest.name == name else {
+            throw PluginLoadError(.manifestInvalid, plugin: name, file: manifest.path, "the manifest now names the plugin '\(manifest.name)'; reload keeps the name, so unload '\(name)' and load '\(manifest.name)' instead")
+        }
+        let library = try openForReload(manifest, replacing: old)
+        let plugin = try library.makePlugin(for: manifest)
+
+        let dependents = dependents(of: old)
+        for dependent in dependents.reversed() { _ = await stop(dependent) }
+        _ = await stop(old)
+        plugins[name] = nil
+        startOrder.removeAll { $0 == name }
+        let info = try await start(manifest, library: library, plugin: plugin)
+        for dependent in dependents {
+            plugins[dependent.manifest.name] = nil
+            startOrder.removeAll { $0 == dependent.manifest.name }
+            do {
+                _ = try await start(dependent.manifest, library: dependent.library, plugin: try dependent.library.makePlugin(for: dependent.manifest))
+            } catch {
+                logger.error("\(error)")
+            }
+        }
+        return info
+    }
+
+    private func openForReload(_ manifest: PluginManifest, replacing old: LoadedPlugin) throws(PluginLoadError) -> PluginLibrary {
+        let path = try search.library(for: manifest)
+        let digest: String
+        do {
+            digest = try PluginLibrary.sha256(ofFileAt: path)
+        } catch {
+            throw PluginLoadError(.libraryUnreadable, plugin: manifest.name, file: path, "cannot read the new build (\(PluginManifest.reason(error))); the loaded build keeps running")
+        }
+        if digest == old.library.sha256 { return try PluginLibrary.open(manifest, path: old.library.path) }
+        let folder = "\(configuration.stateDirectory)/images/\(digest)"
+        let copy = "\(folder)/\((path as NSString).lastPathComponent)"
+        if !FileManager.default.fileExists(atPath: copy) {
+            do {
+                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+                try FileManager.default.copyItem(atPath: path, toPath: copy)
+            } catch {
+                throw PluginLoadError(.libraryUnreadable, plugin: manifest.name, file: copy, "cannot copy the new build there (\(PluginManifest.reason(error))); check that \(configuration.stateDirectory) is writable. The loaded build keeps running")
+            }
+        }
+        return try PluginLibrary.open(manifest, path: copy)
+    }
+
+    /// Stops `loaded`: fires its subscription, waits the grace period, cancels, waits again.
+    private func stop(_ loaded: LoadedPlugin) async -> PluginInfo {
+        var returned = loaded.runFinished.isSignalled
+        if !returned {
+            setState(loaded, .stopping)
+            loaded.shutdown.signal()
+            returned = await Self.wait(for: loaded.runFinished, within: configuration.stopGracePeriod)
+            if !returned {
+                loaded.leftoverTasks += Self.countLeftovers(loaded.scope.cancelScope(), of: loaded)
+                returned = await Self.wait(for: loaded.runFinished, within: configuration.cancellationGracePeriod)
+            }
+        }
+        // Whatever the plugin left running is cancelled and counted, never hidden.
+        loaded.leftoverTasks += Self.countLeftovers(loaded.scope.cancelScope(), of: loaded)
+        loaded.inbound.finish()
+        if !returned {
+            setState(loaded, .stuck(tasks: loaded.scope.taskCount))
+        } else if case .failed = loaded.state {
+            // keep the failure reason
+        } else {
+            setState(loaded, .stopped)
+        }
+        logger.info("plugin stopped", metadata: ["plugin": "\(loaded.manifest.name)", "state": "\(loaded.state)"])
+        return info(of: loaded)
+    }
+
+    /// The cancelled tasks other than the plugin's `run`.
+    private static func countLeftovers(_ cancelled: [String], of loaded: LoadedPlugin) -> Int {
+        cancelled.filter { $0 != "\(loaded.manifest.name).run" }.count
+    }
+
+    /// Waits until `signal` fires or `limit` passes; true if it fired.
+    private static func wait(for signal: ShutdownSignal, within limit: Duration) async -> Bool {
+        if signal.isSignalled { return true }
+        return await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await signal.subscribe().wait()
+                return signal.isSignalled
+            }
+            group.addTask {
+                try? await Task.sleep(for: limit)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first || signal.isSignalled
+        }
+    }
+
+    // MARK: Routing
+
+    /// Hands an inbound connection to the running plugin that provides its service.
+    private func route(_ connection: any Connection) async {
+        guard let target = plugins.values.first(where: { $0.state == .running && $0.manifest.provides.contains(connection.service) }) else {
+            logger.warning("no plugin serves an inbound connection; closing it", metadata: ["service": "\(connection.service)", "peer": "\(connection.peer)"])
+            await connection.close()
+            return
+        }
+        do {
+            try await target.inbound.send(connection)
+        } catch {
+            await connection.close()
+        }
+    }
+
+    // MARK: Queries
+
+    /// Every loaded plugin, in start order.
+    public func list() throws(PluginLoadError) -> [PluginInfo] {
+        try checkRunning()
+        return startOrder.compactMap { plugins[$0] }.map(info(of:))
+    }
+
+    /// One plugin.
+    public func info(_ name: String) throws(PluginLoadError) -> PluginInfo {
+        try checkRunning()
+        return info(of: try plugin(named: name))
+    }
+
+    /// The running plugin of `kind`, if any (the subsystem slot).
+    public func subsystem(_ kind: PluginKind) -> (any Plugin)? { runningPlugin(of: kind)?.plugin }
+
+    /// The host's own figures.
+    public func status() throws(PluginLoadError) -> HostStatus {
+        try checkRunning()
+        let metrics = runtime.metrics
+        return HostStatus(
+            pluginCount: plugins.count,
+            running: plugins.values.filter { $0.state == .running }.count,
+            failed: plugins.values.filter { if case .failed = $0.state { true } else { false } }.count,
+            peers: state.peers.count, connections: state.connections.count, tasksAlive: metrics.tasksAlive,
+            workerThreads: metrics.workerThreads, workerQueueDepth: metrics.workerQueueDepth, permitsInUse: metrics.permitsInUse,
+            controlSocket: configuration.controlSocketPath, sdkVersion: SDKInfo.version, swiftVersion: SDKInfo.compilerVersion)
+    }
+
+    /// True once ``shutdown()`` has begun.
+    public var shutDown: Bool { isShutDown }
+
+    // MARK: Shutdown
+
+    /// Stops every plugin, the ones that require others first, then drains the runtime.
+    /// Later calls return the same result at once.
+    @discardableResult
+    public func shutdown() async -> ShutdownReport {
+        if isShutDown { return await runtime.shutdown(gracePeriod: .zero) }
+        isShutDown = true
+        // Reverse dependency order: plugins that require others first, each group in
+        // reverse start order (the sort is stable).
+        let order = startOrder.reversed().compactMap { plugins[$0] }
+            .sorted { $0.manifest.requiredKinds.count > $1.manifest.requiredKinds.count }
+        for loaded in order { _ = await stop(loaded) }
+        events.close()
+        let report = await runtime.shutdown(gracePeriod: configuration.stopGracePeriod, cancellationGracePeriod: configuration.cancellationGracePeriod)
+        plugins.removeAll()
+        startOrder.removeAll()
+        return report
+    }
+
+    // MARK: Helpers
+
+    private func checkRunning() throws(PluginLoadError) {
+        guard !isShutDown else {
+            throw PluginLoadError(.hostShutDown, plugin: nil, file: configuration.controlSocketPath, "the host is shut down and takes no more requests; start a new one with `kizuna run`")
+        }
+    }
+
+    private func plugin(named name: String) throws(PluginLoadError) -> LoadedPlugin {
+        guard let loaded = plugins[name] else {
+            let known = startOrder.isEmpty ? "none is loaded" : "loaded: \(startOrder.joined(separator: ", "))"
+            throw PluginLoadError(.notFound, plugin: name, file: configuration.controlSocketPath, "no plugin of this name is loaded (\(known)); `kizuna plugins list` shows them")
+        }
+        return loaded
+    }
+
+    private func runningPlugin(of kind: PluginKind) -> LoadedPlugin? {
+        startOrder.compactMap { plugins[$0] }.first { $0.manifest.kind == kind && $0.state == .running }
+    }
+
+    /// Running plugins that need `loaded` (because it is the only running one of its kind).
+    private func dependents(of loaded: LoadedPlugin) -> [LoadedPlugin] {
+        let others = plugins.values.filter { $0 !== loaded && $0.manifest.kind == loaded.manifest.kind && $0.state == .running }
+        guard others.isEmpty else { return [] }
+        return startOrder.compactMap { plugins[$0] }.filter { $0.manifest.requiredKinds.contains(loaded.manifest.kind) && $0.state == .running }
+    }
+
+    private func setState(_ loaded: LoadedPlugin, _ state: PluginState) {
+        loaded.state = state
+        events.publish(.pluginStateChanged(name: loaded.manifest.name, state: state))
+    }
+
+    private func info(of loaded: LoadedPlugin) -> PluginInfo {
+        PluginInfo(
+            name: loaded.manifest.name, kind: loaded.manifest.kind, version: loaded.manifest.version, state: loaded.state,
+            library: loaded.library.path, manifest: loaded.manifest.path, sha256: loaded.library.sha256,
+            descriptor: loaded.library.descriptor.description, description: loaded.manifest.description,
+            provides: loaded.manifest.provides, requires: loaded.manifest.requiredKinds, tasks: loaded.scope.taskCount,
+            eventsPublished: loaded.bus.publishedCount, leftoverTasks: loaded.leftoverTasks)
+    }
+}
+
+/// A plugin the host has loaded, and everything it was given. Mutated only by the host actor.
+final class LoadedPlugin: @unchecked Sendable {
+    let manifest: PluginManifest
+    let library: PluginLibrary
+    let plugin: any Plugin
+    let scope: RuntimeHandle
+    let bus: EventBus
+    let shutdown = ShutdownSignal()
+    let runFinished = ShutdownSignal()
+    let inbound = BoundedChannel<any Connection>(capacity: 16)
+    var state = PluginState.discovered
+    var leftoverTasks = 0
+
+    init(manifest: PluginManifest, library: PluginLibrary, plugin: any Plugin, scope: RuntimeHandle, bus: EventBus) {
+        self.manifest = manifest
+        self.library = library
+        self.plugin = plugin
+        self.scope = scope
+        self.bus = bus
+    }
+}
