@@ -20,15 +20,21 @@ let package = Package(
     name: "kizuna",
     products: [
         .library(name: "KizunaHost", targets: ["KizunaHost"]),
+        .executable(name: "kizuna", targets: ["KizunaCLI"]),
         .executable(name: "kizuna-runtime-demo", targets: ["RuntimeDemo"]),
         .executable(name: "kizuna-bench", targets: ["RuntimeBenchmarks"]),
     ],
     dependencies: [
         .package(path: "plugin-sdk"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
-        .target(name: "KizunaHost", dependencies: [sdk, .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "CKizunaHost"),
+        .target(name: "KizunaHost", dependencies: [sdk, "CKizunaHost", .product(name: "Crypto", package: "swift-crypto")]),
+        .executableTarget(
+            name: "KizunaCLI",
+            dependencies: ["KizunaHost", sdk, .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "RuntimeDemo", dependencies: [sdk], path: "Examples/RuntimeDemo"),
         .executableTarget(name: "RuntimeBenchmarks", dependencies: [sdk], path: "Benchmarks/RuntimeBenchmarks"),
         .testTarget(name: "KizunaSDKTests", dependencies: [sdk]),

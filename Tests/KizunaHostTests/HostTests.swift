@@ -198,7 +198,7 @@ func waitForEvent(_ receiver: BroadcastReceiver<HostEvent>, _ matches: (HostEven
         Fixtures.writeManifest(in: directory, name: "noentry", kind: .discovery, library: Fixtures.library("FixtureNoEntry"))
         let failures = await host.loadAll()
         #expect(failures.map(\.code).sorted { $0.rawValue < $1.rawValue } == [.entrySymbolMissing, .manifestInvalid])
-        #expect(failures.contains { $0.file == "\(directory)/bad.toml" && $0.message.contains("field 'colour' is not a manifest key") })
+        #expect(failures.contains { $0.file == "\(directory)/bad.toml:3" && $0.message.hasPrefix("field 'colour' is not a manifest key") })
         #expect(try await host.list().map(\.name) == ["finder"])
         await host.shutdown()
     }

@@ -46,7 +46,7 @@ public actor KizunaHost {
             do {
                 manifests.append(try PluginManifest(contentsOf: file))
             } catch {
-                failures.append(PluginLoadError(.manifestInvalid, plugin: nil, file: file, error.description))
+                failures.append(PluginLoadError(.manifestInvalid, plugin: nil, file: error.location, error.detail))
             }
         }
         manifests.sort { $0.requiredKinds.count < $1.requiredKinds.count }
@@ -163,7 +163,7 @@ public actor KizunaHost {
         do {
             manifest = try PluginManifest(contentsOf: old.manifest.path)
         } catch {
-            throw PluginLoadError(.manifestInvalid, plugin: name, file: old.manifest.path, "\(error.description); the loaded build keeps running")
+            throw PluginLoadError(.manifestInvalid, plugin: name, file: error.location, "\(error.detail); the loaded build keeps running")
         }
         guard manifest.name == name else {
             throw PluginLoadError(.manifestInvalid, plugin: name, file: manifest.path, "the manifest now names the plugin '\(manifest.name)'; reload keeps the name, so unload '\(name)' and load '\(manifest.name)' instead")
@@ -333,14 +333,14 @@ public actor KizunaHost {
 
     private func checkRunning() throws(PluginLoadError) {
         guard !isShutDown else {
-            throw PluginLoadError(.hostShutDown, plugin: nil, file: configuration.controlSocketPath, "the host is shut down and takes no more requests; start a new one with `kizuna run`")
+            throw PluginLoadError(.hostShutDown, plugin: nil, file: "", "the host is shut down and takes no more requests; start a new one with `kizuna run`")
         }
     }
 
     private func plugin(named name: String) throws(PluginLoadError) -> LoadedPlugin {
         guard let loaded = plugins[name] else {
             let known = startOrder.isEmpty ? "none is loaded" : "loaded: \(startOrder.joined(separator: ", "))"
-            throw PluginLoadError(.notFound, plugin: name, file: configuration.controlSocketPath, "no plugin of this name is loaded (\(known)); `kizuna plugins list` shows them")
+            throw PluginLoadError(.notFound, plugin: name, file: "", "no plugin of this name is loaded (\(known)); `kizuna plugins list` shows them")
         }
         return loaded
     }

@@ -1,3 +1,4 @@
+import Foundation
 public import KizunaSDK
 
 /// What the host reports about one plugin (`kizuna plugins list` and `info`).
@@ -22,6 +23,33 @@ public struct PluginInfo: Sendable, Hashable, Codable {
     public var eventsPublished: Int
     /// Tasks that were still alive when the plugin stopped (cancelled by the host).
     public var leftoverTasks: Int
+}
+
+extension PluginInfo {
+    /// What the manifests in `directory` say, without loading anything: each plugin is
+    /// `discovered`, or `failed` with the manifest's error.
+    /// - Throws: ``PluginLoadError`` if the directory cannot be read.
+    public static func inspectManifests(in directory: String) throws(PluginLoadError) -> [PluginInfo] {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else {
+            throw PluginLoadError(.notFound, plugin: nil, file: directory, "cannot read this directory; check that it exists and is readable")
+        }
+        return names.filter { $0.hasSuffix(".toml") }.sorted().map { name in
+            let path = "\(directory)/\(name)"
+            do {
+                let manifest = try PluginManifest(contentsOf: path)
+                return PluginInfo(
+                    name: manifest.name, kind: manifest.kind, version: manifest.version, state: .discovered,
+                    library: manifest.libraryPath, manifest: path, sha256: manifest.sha256, descriptor: nil,
+                    description: manifest.description, provides: manifest.provides, requires: manifest.requiredKinds,
+                    tasks: 0, eventsPublished: 0, leftoverTasks: 0)
+            } catch {
+                return PluginInfo(
+                    name: (name as NSString).deletingPathExtension, kind: .discovery, version: "-",
+                    state: .failed(reason: "\(error)"), library: "-", manifest: path, sha256: nil, descriptor: nil,
+                    description: nil, provides: [], requires: [], tasks: 0, eventsPublished: 0, leftoverTasks: 0)
+            }
+        }
+    }
 }
 
 /// What the host reports about itself (`kizuna status`).

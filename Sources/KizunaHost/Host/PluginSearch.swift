@@ -23,7 +23,7 @@ struct PluginSearch: Sendable {
             do {
                 return try PluginManifest(contentsOf: nameOrPath)
             } catch {
-                throw PluginLoadError(.manifestInvalid, plugin: nil, file: nameOrPath, error.description)
+                throw PluginLoadError(.manifestInvalid, plugin: nil, file: error.location, error.detail)
             }
         }
         var tried: [String] = []
@@ -34,7 +34,7 @@ struct PluginSearch: Sendable {
                 do {
                     return try PluginManifest(contentsOf: candidate)
                 } catch {
-                    throw PluginLoadError(.manifestInvalid, plugin: nameOrPath, file: candidate, error.description)
+                    throw PluginLoadError(.manifestInvalid, plugin: nameOrPath, file: error.location, error.detail)
                 }
             }
         }

@@ -11,7 +11,7 @@ public struct PluginLoadError: Error, Sendable, Hashable, CustomStringConvertibl
     public var code: Code
     /// The plugin's name, when the manifest got that far.
     public var plugin: String?
-    /// The file at fault (manifest or library).
+    /// The file at fault (manifest or library); empty for errors about the host itself.
     public var file: String
     /// What is wrong and how to fix it.
     public var message: String
@@ -24,7 +24,11 @@ public struct PluginLoadError: Error, Sendable, Hashable, CustomStringConvertibl
     }
 
     public var description: String {
-        if let plugin { return "plugin '\(plugin)' (\(file)): \(message)" }
-        return "\(file): \(message)"
+        switch (plugin, file.isEmpty) {
+        case (let plugin?, false): "plugin '\(plugin)' (\(file)): \(message)"
+        case (let plugin?, true): "plugin '\(plugin)': \(message)"
+        case (nil, false): "\(file): \(message)"
+        case (nil, true): message
+        }
     }
 }

@@ -160,10 +160,13 @@ public struct ManifestError: Error, Sendable, Hashable, CustomStringConvertible 
         self.message = message
     }
 
-    public var description: String {
-        let location = line.map { "\(file):\($0)" } ?? file
-        return field.map { "\(location): field '\($0)' \(message)" } ?? "\(location): \(message)"
-    }
+    /// `FILE:LINE`, or the file alone when the line is not known.
+    public var location: String { line.map { "\(file):\($0)" } ?? file }
+
+    /// What is wrong with which field, without the location.
+    public var detail: String { field.map { "field '\($0)' \(message)" } ?? message }
+
+    public var description: String { "\(location): \(detail)" }
 }
 
 /// Reads typed fields from a parsed manifest, with errors that point at them.
@@ -189,7 +192,7 @@ private struct FieldReader {
         switch document.root[key] {
         case .integer(let value): return value
         case nil: throw ManifestError(file: path, field: key, message: "is missing; \(fix)")
-        case .some(let other): throw error(key, "must be an integer, not a \(other.typeName); \(fix)")
+        case .some(let other): throw error(key, "must be an integer, not \(other.typeNameWithArticle); \(fix)")
         }
     }
 
@@ -197,7 +200,7 @@ private struct FieldReader {
         switch document.root[key] {
         case .string(let value): return value
         case nil: throw ManifestError(file: path, field: key, message: "is missing; \(fix)")
-        case .some(let other): throw error(key, "must be a string, not a \(other.typeName); \(fix)")
+        case .some(let other): throw error(key, "must be a string, not \(other.typeNameWithArticle); \(fix)")
         }
     }
 
@@ -205,7 +208,7 @@ private struct FieldReader {
         switch document.root[key] {
         case .string(let value): return value
         case nil: return nil
-        case .some(let other): throw error(key, "must be a string, not a \(other.typeName); put the value in quotes")
+        case .some(let other): throw error(key, "must be a string, not \(other.typeNameWithArticle); put the value in quotes")
         }
     }
 
@@ -215,11 +218,11 @@ private struct FieldReader {
         case .array(let values):
             return try values.map { (value: SettingValue) throws(ManifestError) -> String in
                 guard case .string(let text) = value else {
-                    throw error(key, "must be an array of strings, but holds a \(value.typeName); write [\"a\", \"b\"]")
+                    throw error(key, "must be an array of strings, but holds \(value.typeNameWithArticle); write [\"a\", \"b\"]")
                 }
                 return text
             }
-        case .some(let other): throw error(key, "must be an array of strings, not a \(other.typeName); write [\"a\", \"b\"]")
+        case .some(let other): throw error(key, "must be an array of strings, not \(other.typeNameWithArticle); write [\"a\", \"b\"]")
         }
     }
 
@@ -227,7 +230,7 @@ private struct FieldReader {
         switch document.root[key] {
         case nil: return [:]
         case .table(let table): return table
-        case .some(let other): throw error(key, "must be a table, not a \(other.typeName); write [settings] on its own line and the values below it")
+        case .some(let other): throw error(key, "must be a table, not \(other.typeNameWithArticle); write [settings] on its own line and the values below it")
         }
     }
 

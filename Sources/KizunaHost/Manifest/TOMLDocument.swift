@@ -86,7 +86,7 @@ private struct TOMLParser {
         switch table[first] {
         case nil: break
         case .table(let existing): child = existing
-        case .some(let other): throw error("'\(first)' is already a \(other.typeName), not a table")
+        case .some(let other): throw error("'\(first)' is already \(other.typeNameWithArticle), not a table")
         }
         try ensureTable(at: Array(path.dropFirst()), in: &child)
         table[first] = .table(child)
@@ -103,7 +103,7 @@ private struct TOMLParser {
         switch table[key] {
         case nil: break
         case .table(let existing): child = existing
-        case .some(let other): throw error("'\(key)' is already a \(other.typeName), not a table")
+        case .some(let other): throw error("'\(key)' is already \(other.typeNameWithArticle), not a table")
         }
         try insert(value, at: Array(path.dropFirst()), in: &child)
         table[key] = .table(child)

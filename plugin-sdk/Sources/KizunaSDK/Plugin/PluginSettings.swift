@@ -18,6 +18,14 @@ public indirect enum SettingValue: Sendable, Hashable, Codable, CustomStringConv
         }
     }
 
+    /// The type's name with its article ("an integer", "a string"), for error messages.
+    public var typeNameWithArticle: String {
+        switch self {
+        case .integer, .array: "an \(typeName)"
+        default: "a \(typeName)"
+        }
+    }
+
     /// The name of the value's type, for error messages.
     public var typeName: String {
         switch self {

@@ -1,0 +1,20 @@
+// Socket helpers for the host's control socket that Glibc's Swift module does not expose.
+#ifndef CKIZUNA_HOST_H
+#define CKIZUNA_HOST_H
+
+#include <sys/types.h>
+
+/// The user id of the process at the other end of a connected Unix socket, or -1.
+long kizuna_socket_peer_uid(int fd);
+
+/// Creates a Unix stream socket bound to `path` with owner-only permissions (0600) and
+/// listening. Returns the descriptor, or -errno.
+int kizuna_unix_listen(const char *path);
+
+/// Accepts a connection on `fd` with close-on-exec set. Returns the descriptor, or -errno.
+int kizuna_accept(int fd);
+
+/// Connects to the Unix stream socket at `path`. Returns the descriptor, or -errno.
+int kizuna_unix_connect(const char *path);
+
+#endif

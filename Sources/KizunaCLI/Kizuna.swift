@@ -1,0 +1,251 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import KizunaHost
+import KizunaSDK
+
+@main
+struct Kizuna: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kizuna",
+        abstract: "Connect nearby devices: a plugin host for discovery, transport, file transfer and streaming.",
+        subcommands: [Run.self, Plugins.self, Status.self, Events.self])
+}
+
+/// Options every command that talks to a running host takes.
+struct SocketOption: ParsableArguments {
+    @Option(name: .long, help: "The running host's control socket (default: $KIZUNA_SOCKET, else a per-user path).")
+    var socket: String?
+
+    var client: ControlClient { ControlClient(path: socket ?? HostConfiguration.defaultSocketPath) }
+
+    /// Sends `request` and returns the reply, turning a refusal into a one-line error.
+    func send(_ request: ControlRequest) throws -> ControlResponse {
+        let response = try client.send(request)
+        guard response.ok else { throw CommandFailure(response.error ?? "the host refused the request without saying why") }
+        return response
+    }
+}
+
+/// A failure reported as one line on stderr with a non-zero exit code.
+struct CommandFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Start a host in the foreground with the plugins it finds, serving a control socket until SIGINT or SIGTERM.")
+
+    @Option(name: .long, help: "The plugins directory (default: ~/.kizuna/plugins).")
+    var pluginsDir: String?
+
+    @Option(name: .long, help: "The control socket to serve (default: $KIZUNA_SOCKET, else a per-user path).")
+    var socket: String?
+
+    @Option(name: .long, help: "Runtime worker threads (default: the CPUs this process may use).")
+    var workers: Int?
+
+    func run() async throws {
+        var runtime = RuntimeConfiguration()
+        if let workers { runtime.workerThreads = workers }
+        let configuration = HostConfiguration(runtime: runtime, pluginsDirectory: pluginsDir, controlSocketPath: socket)
+        let host = try KizunaHost(configuration: configuration)
+        let server: ControlServer
+        do {
+            server = try ControlServer.start(host: host, path: configuration.controlSocketPath)
+        } catch {
+            await host.shutdown()
+            throw error
+        }
+        let failures = await host.loadAll()
+        for failure in failures { printError("kizuna: \(failure)") }
+        // Status lines go straight to the descriptor, so a supervisor reading a pipe sees
+        // "host running" when it happens.
+        let plugins = try await host.list()
+        writeLine("kizuna: host running, \(plugins.count) plugin(s), control socket \(server.path)")
+        for plugin in plugins { writeLine("  \(plugin.name) (\(plugin.kind) \(plugin.version)): \(plugin.state)") }
+        let signal = await TerminationSignal.wait()
+        writeLine("kizuna: \(signal), shutting down")
+        server.stop()
+        let report = await host.shutdown()
+        writeLine("kizuna: stopped; runtime \(report)")
+    }
+}
+
+struct Plugins: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List, inspect, load, unload and reload plugins.",
+        subcommands: [List.self, Info.self, Load.self, Unload.self, Reload.self])
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the plugins of a running host, or the manifests in a directory with --dir.")
+
+        @OptionGroup var socket: SocketOption
+        @Flag(name: .long, help: "Print JSON for scripts.") var json = false
+        @Option(name: .long, help: "Inspect the manifests in this directory instead of asking a running host.") var dir: String?
+
+        func run() throws {
+            let plugins = try dir.map(Self.inspect) ?? (socket.send(ControlRequest(.list)).plugins ?? [])
+            if json {
+                print(try encodeJSON(plugins))
+            } else {
+                printTable(
+                    ["NAME", "KIND", "VERSION", "STATE", "LIBRARY"],
+                    plugins.map { [$0.name, $0.kind.rawValue, $0.version, $0.state.description, $0.library] })
+            }
+        }
+
+        static func inspect(_ directory: String) throws -> [PluginInfo] {
+            try PluginInfo.inspectManifests(in: directory)
+        }
+    }
+
+    struct Info: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one plugin: manifest, descriptor, state, tasks and events.")
+        @OptionGroup var socket: SocketOption
+        @Flag(name: .long, help: "Print JSON for scripts.") var json = false
+        @Argument(help: "The plugin's name.") var name: String
+
+        func run() throws {
+            let plugin = try socket.send(ControlRequest(.info, name)).plugin!
+            if json { return print(try encodeJSON(plugin)) }
+            printFields([
+                ("name", plugin.name), ("kind", plugin.kind.rawValue), ("version", plugin.version),
+                ("state", plugin.state.description), ("description", plugin.description ?? "-"),
+                ("manifest", plugin.manifest), ("library", plugin.library), ("sha256", plugin.sha256 ?? "-"),
+                ("descriptor", plugin.descriptor ?? "-"), ("provides", plugin.provides.joined(separator: ", ")),
+                ("requires", plugin.requires.map(\.rawValue).joined(separator: ", ")), ("tasks", "\(plugin.tasks)"),
+                ("events published", "\(plugin.eventsPublished)"), ("leftover tasks", "\(plugin.leftoverTasks)"),
+            ])
+        }
+    }
+
+    struct Load: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Load and start a plugin by manifest path or name.")
+        @OptionGroup var socket: SocketOption
+        @Argument(help: "A manifest path, or a plugin name found in the host's search directories.") var plugin: String
+
+        func run() throws {
+            let info = try socket.send(ControlRequest(.load, plugin)).plugin!
+            print("loaded \(info.name) (\(info.kind) \(info.version)): \(info.state)")
+        }
+    }
+
+    struct Unload: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop a plugin and forget it.")
+        @OptionGroup var socket: SocketOption
+        @Argument(help: "The plugin's name.") var name: String
+
+        func run() throws {
+            let info = try socket.send(ControlRequest(.unload, name)).plugin!
+            let leftovers = info.leftoverTasks > 0 ? ", \(info.leftoverTasks) leftover task(s) cancelled" : ""
+            print("unloaded \(info.name): \(info.state)\(leftovers)")
+        }
+    }
+
+    struct Reload: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Load a plugin's current build and swap it in; the old one keeps running if that fails.")
+        @OptionGroup var socket: SocketOption
+        @Argument(help: "The plugin's name.") var name: String
+
+        func run() throws {
+            let info = try socket.send(ControlRequest(.reload, name)).plugin!
+            print("reloaded \(info.name) from \(info.library): \(info.state)")
+        }
+    }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show a running host's figures.")
+    @OptionGroup var socket: SocketOption
+    @Flag(name: .long, help: "Print JSON for scripts.") var json = false
+
+    func run() throws {
+        let status = try socket.send(ControlRequest(.status)).status!
+        if json { return print(try encodeJSON(status)) }
+        printFields([
+            ("plugins", "\(status.pluginCount) (\(status.running) running, \(status.failed) failed)"),
+            ("peers", "\(status.peers)"), ("connections", "\(status.connections)"), ("tasks", "\(status.tasksAlive)"),
+            ("workers", "\(status.workerThreads) (queue \(status.workerQueueDepth))"), ("permits in use", "\(status.permitsInUse)"),
+            ("control socket", status.controlSocket), ("sdk", status.sdkVersion), ("swift", status.swiftVersion),
+        ])
+    }
+}
+
+struct Events: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Follow a running host's event bus live.")
+    @OptionGroup var socket: SocketOption
+    @Flag(name: .long, help: "Print one JSON object per event.") var json = false
+
+    func run() throws {
+        try socket.client.followEvents { response in
+            // Written straight to the descriptor: a follower piped into another program
+            // must see each event as it happens, not when a buffer fills.
+            if let event = response.event {
+                writeLine(json ? ((try? encodeJSON(event, pretty: false)) ?? "") : event.summary)
+            } else if let missed = response.missedEvents {
+                writeLine(json ? "{\"missedEvents\":\(missed)}" : "(missed \(missed) events)")
+            }
+            return true
+        }
+    }
+}
+
+// MARK: Output
+
+func encodeJSON<T: Encodable>(_ value: T, pretty: Bool = true) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys] : [.sortedKeys]
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
+}
+
+func printTable(_ header: [String], _ rows: [[String]]) {
+    let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
+    for row in [header] + rows {
+        print(row.enumerated().map { index, cell in
+            index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+        }.joined(separator: "  "))
+    }
+}
+
+func printFields(_ fields: [(String, String)]) {
+    let width = fields.map(\.0.count).max() ?? 0
+    for (name, value) in fields { print("\(name.padding(toLength: width, withPad: " ", startingAt: 0))  \(value)") }
+}
+
+func writeLine(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+}
+
+/// Waits for SIGINT or SIGTERM.
+enum TerminationSignal {
+    static func wait() async -> String {
+        await withCheckedContinuation { (continuation: CheckedContinuation<String, Never>) in
+            let resumed = NSLock()
+            nonisolated(unsafe) var done = false
+            nonisolated(unsafe) var sources: [DispatchSourceSignal] = []
+            for (number, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")] {
+                signal(number, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+                source.setEventHandler {
+                    let first = resumed.withLock { () -> Bool in
+                        defer { done = true }
+                        return !done
+                    }
+                    if first {
+                        for source in sources { source.cancel() }
+                        continuation.resume(returning: name)
+                    }
+                }
+                source.resume()
+                sources.append(source)
+            }
+        }
+    }
+}

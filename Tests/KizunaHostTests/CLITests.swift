@@ -1,0 +1,194 @@
+import Foundation
+import KizunaHost
+import KizunaSDK
+import Testing
+
+/// Runs the real `kizuna` binary.
+struct CLI {
+    static let path = Fixtures.buildDirectory + "/kizuna"
+
+    struct Outcome {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// Runs `kizuna ARGUMENTS` to completion.
+    static func run(_ arguments: [String]) throws -> Outcome {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        let output = Pipe(), errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        let stdout = output.fileHandleForReading.readDataToEndOfFile()
+        let stderr = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Outcome(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+    }
+}
+
+/// A `kizuna` process running in the background whose output is read line by line.
+final class BackgroundCLI: @unchecked Sendable {
+    let process = Process()
+    private let output = Pipe()
+    private var buffer = Data()
+
+    /// Starts `kizuna ARGUMENTS`. A watchdog terminates it after `limit`, so a line that
+    /// never comes ends the wait (and fails the test) instead of hanging the suite.
+    init(_ arguments: [String], limit: Double = 60) throws {
+        process.executableURL = URL(fileURLWithPath: CLI.path)
+        process.arguments = arguments
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let process = process
+        DispatchQueue.global().asyncAfter(deadline: .now() + limit) { if process.isRunning { process.terminate() } }
+    }
+
+    /// Reads output until a line contains `text`, or the process ends; returns the lines read.
+    func waitForLine(containing text: String) -> [String] {
+        var lines: [String] = []
+        while true {
+            while let newline = buffer.firstIndex(of: 0x0A) {
+                let line = String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self)
+                buffer.removeSubrange(buffer.startIndex...newline)
+                lines.append(line)
+                if line.contains(text) { return lines }
+            }
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { return lines }  // the process ended
+            buffer += chunk
+        }
+    }
+
+    func terminate() -> Int32 {
+        process.terminate()  // SIGTERM
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+}
+
+@Suite(.serialized, .timeLimit(.minutes(2))) struct CLITests {
+    /// Starts `kizuna run` on a directory with a discovery and a transport plugin.
+    func startHost() throws -> (host: BackgroundCLI, directory: String, socket: String) {
+        let directory = Fixtures.temporaryDirectory()
+        Fixtures.writeManifest(in: directory, name: "finder", kind: .discovery, library: "libFixtureDiscovery.so", extra: "[settings]\npeers = [\"aiko@127.0.0.1:7000\"]")
+        Fixtures.writeManifest(in: directory, name: "memory", kind: .transport, library: "libFixtureTransport.so")
+        let socket = "\(directory)/control.sock"
+        let host = try BackgroundCLI(["run", "--plugins-dir", directory, "--socket", socket, "--workers", "2"])
+        let lines = host.waitForLine(containing: "host running")
+        #expect(lines.last?.contains("host running, 2 plugin(s), control socket \(socket)") == true, "\(lines)")
+        return (host, directory, socket)
+    }
+
+    @Test func aRunningHostIsDrivenOverItsSocket() throws {
+        let (host, directory, socket) = try startHost()
+        defer { _ = host.terminate() }
+
+        // The socket is owner-only.
+        let attributes = try FileManager.default.attributesOfItem(atPath: socket)
+        #expect((attributes[.posixPermissions] as? Int) == 0o600)
+
+        let list = try CLI.run(["plugins", "list", "--json", "--socket", socket])
+        #expect(list.status == 0)
+        let plugins = try JSONDecoder().decode([PluginInfo].self, from: Data(list.stdout.utf8))
+        #expect(Set(plugins.map(\.name)) == ["finder", "memory"])
+        #expect(plugins.allSatisfy { $0.state == .running })
+
+        let table = try CLI.run(["plugins", "list", "--socket", socket])
+        #expect(table.stdout.hasPrefix("NAME    KIND       VERSION  STATE    LIBRARY\n"))
+
+        let info = try CLI.run(["plugins", "info", "finder", "--socket", socket])
+        #expect(info.status == 0)
+        #expect(info.stdout.contains("descriptor        magic 0x4b5a4e41, ABI 1, SDK \(SDKInfo.version)"))
+        #expect(info.stdout.contains("events published  1"))
+
+        let status = try CLI.run(["status", "--json", "--socket", socket])
+        let figures = try JSONDecoder().decode(HostStatus.self, from: Data(status.stdout.utf8))
+        #expect(figures.pluginCount == 2 && figures.running == 2 && figures.peers == 1)
+
+        // Load a file-transfer plugin now that a transport runs, then unload and reload.
+        Fixtures.writeManifest(in: directory, name: "files", kind: .fileTransfer, library: "libFixtureFileTransfer.so")
+        let load = try CLI.run(["plugins", "load", "files", "--socket", socket])
+        #expect(load.status == 0)
+        #expect(load.stdout == "loaded files (file-transfer 1.0.0): running\n")
+        let reload = try CLI.run(["plugins", "reload", "memory", "--socket", socket])
+        #expect(reload.status == 0, "\(reload.stderr)")
+        #expect(reload.stdout.hasPrefix("reloaded memory from "))
+        let unload = try CLI.run(["plugins", "unload", "files", "--socket", socket])
+        #expect(unload.stdout == "unloaded files: stopped\n")
+
+        #expect(host.terminate() == 0)
+        #expect(!FileManager.default.fileExists(atPath: socket))
+    }
+
+    @Test func badRequestsGetOneLineErrorsAndTheHostKeepsServing() throws {
+        let (host, directory, socket) = try startHost()
+        defer { _ = host.terminate() }
+        Fixtures.writeManifest(in: directory, name: "noentry", kind: .discovery, library: "libFixtureNoEntry.so")
+        try "schema = 1\nname = \"broken\"\nversion = \"1.0.0\"\nkind = 7\n".write(toFile: "\(directory)/broken.toml", atomically: true, encoding: .utf8)
+
+        let cases: [([String], String)] = [
+            (["plugins", "load", "noentry"], "has no 'kizuna_plugin_entry' symbol"),
+            (["plugins", "load", "\(directory)/broken.toml"], "Error: \(directory)/broken.toml:4: field 'kind' must be a string, not an integer"),
+            (["plugins", "load", "missing"], "no manifest for this plugin; tried \(directory)/missing.toml"),
+            (["plugins", "load", "finder"], "a plugin with this name is already loaded"),
+            (["plugins", "unload", "ghost"], "plugin 'ghost': no plugin of this name is loaded (loaded: "),
+        ]
+        for (arguments, message) in cases {
+            let outcome = try CLI.run(arguments + ["--socket", socket])
+            #expect(outcome.status != 0, "\(arguments)")
+            #expect(outcome.stderr.split(separator: "\n").count == 1, "\(arguments): \(outcome.stderr)")
+            #expect(outcome.stderr.contains(message), "\(arguments): \(outcome.stderr)")
+        }
+        // Still serving after every refusal.
+        let list = try CLI.run(["plugins", "list", "--json", "--socket", socket])
+        #expect(try JSONDecoder().decode([PluginInfo].self, from: Data(list.stdout.utf8)).count == 2)
+    }
+
+    @Test func eventsAreFollowedLive() throws {
+        let (host, directory, socket) = try startHost()
+        defer { _ = host.terminate() }
+        let follower = try BackgroundCLI(["events", "--socket", socket])
+        defer { _ = follower.terminate() }
+        // The follower is subscribed once the host has answered its request; loading a
+        // plugin now must show up in its output.
+        var loaded = false
+        Fixtures.writeManifest(in: directory, name: "frames", kind: .streaming, library: "libFixtureStreaming.so")
+        while !loaded {
+            _ = try CLI.run(["plugins", "unload", "frames", "--socket", socket])
+            loaded = try CLI.run(["plugins", "load", "frames", "--socket", socket]).status == 0
+        }
+        let lines = follower.waitForLine(containing: "plugin frames: running")
+        #expect(lines.last == "plugin frames: running")
+    }
+
+    @Test func manifestsAreInspectedOfflineWithoutAHost() throws {
+        let directory = Fixtures.temporaryDirectory()
+        Fixtures.writeManifest(in: directory, name: "finder", kind: .discovery, library: "libFixtureDiscovery.so")
+        try "schema = 1\nname = \"x\"\nflavour = 1\n".write(toFile: "\(directory)/odd.toml", atomically: true, encoding: .utf8)
+        let outcome = try CLI.run(["plugins", "list", "--dir", directory, "--json"])
+        #expect(outcome.status == 0)
+        let plugins = try JSONDecoder().decode([PluginInfo].self, from: Data(outcome.stdout.utf8))
+        #expect(plugins.map(\.name) == ["finder", "odd"])
+        #expect(plugins[0].state == .discovered)
+        #expect(plugins[1].state.description.contains("field 'flavour' is not a manifest key"))
+    }
+
+    @Test func withoutAHostTheErrorSaysHowToStartOne() throws {
+        let outcome = try CLI.run(["status", "--socket", "/nonexistent/kizuna.sock"])
+        #expect(outcome.status != 0)
+        #expect(outcome.stderr.contains("cannot reach a Kizuna host at /nonexistent/kizuna.sock"))
+        #expect(outcome.stderr.contains("start one with `kizuna run`"))
+    }
+
+    @Test func aSecondHostOnTheSameSocketIsRefused() throws {
+        let (host, directory, socket) = try startHost()
+        defer { _ = host.terminate() }
+        let second = try CLI.run(["run", "--plugins-dir", directory, "--socket", socket])
+        #expect(second.status != 0)
+        #expect(second.stderr.contains("a Kizuna host is already serving \(socket)"))
+    }
+}
