@@ -23,6 +23,7 @@ let package = Package(
         .executable(name: "kizuna", targets: ["KizunaCLI"]),
         .executable(name: "kizuna-runtime-demo", targets: ["RuntimeDemo"]),
         .executable(name: "kizuna-bench", targets: ["RuntimeBenchmarks"]),
+        .executable(name: "kizuna-host-bench", targets: ["HostBenchmarks"]),
     ],
     dependencies: [
         .package(path: "plugin-sdk"),
@@ -37,6 +38,7 @@ let package = Package(
             dependencies: ["KizunaHost", sdk, .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "RuntimeDemo", dependencies: [sdk], path: "Examples/RuntimeDemo"),
         .executableTarget(name: "RuntimeBenchmarks", dependencies: [sdk], path: "Benchmarks/RuntimeBenchmarks"),
+        .executableTarget(name: "HostBenchmarks", dependencies: ["KizunaHost", sdk], path: "Benchmarks/HostBenchmarks"),
         .testTarget(name: "KizunaSDKTests", dependencies: [sdk]),
         .testTarget(name: "KizunaHostTests", dependencies: ["KizunaHost", sdk]),
     ]

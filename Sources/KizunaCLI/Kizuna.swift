@@ -117,6 +117,7 @@ struct Plugins: ParsableCommand {
                 ("manifest", plugin.manifest), ("library", plugin.library), ("sha256", plugin.sha256 ?? "-"),
                 ("descriptor", plugin.descriptor ?? "-"), ("provides", plugin.provides.joined(separator: ", ")),
                 ("requires", plugin.requires.map(\.rawValue).joined(separator: ", ")), ("tasks", "\(plugin.tasks)"),
+                ("permits held", "\(plugin.permitsHeld)"),
                 ("events published", "\(plugin.eventsPublished)"), ("leftover tasks", "\(plugin.leftoverTasks)"),
             ])
         }

@@ -149,6 +149,25 @@ import Testing
         }
     }
 
+    @Test func permitsTakenThroughAScopeAreCountedAgainstIt() async throws {
+        try await withRuntime { runtime in
+            let plugin = runtime.handle.scoped("plugin-a")
+            let first = try await plugin.acquirePermit()
+            let second = try await plugin.acquirePermit()
+            let unscoped = try await runtime.handle.limiter.acquire()
+            #expect(plugin.permitsHeld == 2)
+            #expect(runtime.metrics.permitsInUse == 3)
+            first.release()
+            #expect(plugin.permitsHeld == 1)
+            let during = try await plugin.withPermit { plugin.permitsHeld }
+            #expect(during == 2)
+            second.release()
+            unscoped.release()
+            #expect(plugin.permitsHeld == 0)
+            #expect(runtime.metrics.permitsInUse == 0)
+        }
+    }
+
     @Test func metricsAreRecordedThroughSwiftMetrics() async throws {
         let factory = RecordingMetricsFactory()
         let configuration = RuntimeConfiguration(workerThreads: 1, threadNamePrefix: "kz-metric", metricsInterval: .milliseconds(5), metricsFactory: factory)

@@ -367,6 +367,7 @@ public actor KizunaHost {
             library: loaded.library.path, manifest: loaded.manifest.path, sha256: loaded.library.sha256,
             descriptor: loaded.library.descriptor.description, description: loaded.manifest.description,
             provides: loaded.manifest.provides, requires: loaded.manifest.requiredKinds, tasks: loaded.scope.taskCount,
+            permitsHeld: loaded.scope.permitsHeld,
             eventsPublished: loaded.bus.publishedCount, leftoverTasks: loaded.leftoverTasks)
     }
 }

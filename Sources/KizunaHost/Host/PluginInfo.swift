@@ -19,6 +19,8 @@ public struct PluginInfo: Sendable, Hashable, Codable {
     public var requires: [PluginKind]
     /// Tasks of the plugin alive right now.
     public var tasks: Int
+    /// Operation permits the plugin holds right now.
+    public var permitsHeld: Int
     /// Events the plugin has published.
     public var eventsPublished: Int
     /// Tasks that were still alive when the plugin stopped (cancelled by the host).
@@ -41,12 +43,12 @@ extension PluginInfo {
                     name: manifest.name, kind: manifest.kind, version: manifest.version, state: .discovered,
                     library: manifest.libraryPath, manifest: path, sha256: manifest.sha256, descriptor: nil,
                     description: manifest.description, provides: manifest.provides, requires: manifest.requiredKinds,
-                    tasks: 0, eventsPublished: 0, leftoverTasks: 0)
+                    tasks: 0, permitsHeld: 0, eventsPublished: 0, leftoverTasks: 0)
             } catch {
                 return PluginInfo(
                     name: (name as NSString).deletingPathExtension, kind: .discovery, version: "-",
                     state: .failed(reason: "\(error)"), library: "-", manifest: path, sha256: nil, descriptor: nil,
-                    description: nil, provides: [], requires: [], tasks: 0, eventsPublished: 0, leftoverTasks: 0)
+                    description: nil, provides: [], requires: [], tasks: 0, permitsHeld: 0, eventsPublished: 0, leftoverTasks: 0)
             }
         }
     }

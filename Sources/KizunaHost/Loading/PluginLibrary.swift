@@ -40,7 +40,7 @@ public struct PluginLibrary: Sendable {
             }
             throw failure(.libraryUnreadable, "the library cannot be read (\(PluginManifest.reason(error))); check its permissions")
         }
-        let digest = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        let digest = hexDigest(SHA256.hash(data: bytes))
         if let pinned = manifest.sha256, pinned != digest {
             throw failure(.checksumMismatch, "its SHA-256 is \(digest) but the manifest pins \(pinned); if this build is the one you mean to load, update 'sha256' in \(manifest.path)")
         }
@@ -112,7 +112,19 @@ public struct PluginLibrary: Sendable {
     /// The SHA-256 of the file at `path`, lowercase hex.
     public static func sha256(ofFileAt path: String) throws -> String {
         let bytes = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
-        return SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        return hexDigest(SHA256.hash(data: bytes))
+    }
+
+    /// Lowercase hex of a digest.
+    private static func hexDigest(_ digest: SHA256.Digest) -> String {
+        let hex = Array("0123456789abcdef".utf8)
+        var text: [UInt8] = []
+        text.reserveCapacity(64)
+        for byte in digest {
+            text.append(hex[Int(byte >> 4)])
+            text.append(hex[Int(byte & 0x0F)])
+        }
+        return String(decoding: text, as: UTF8.self)
     }
 }
 

@@ -132,11 +132,32 @@ public struct RuntimeHandle: Sendable {
 
     // MARK: Permits and shutdown
 
-    /// Waits for one of the runtime's operation permits.
+    /// Waits for one of the runtime's operation permits, counted against this handle's
+    /// scope (``permitsHeld``) until it is released.
     /// - Throws: `CancellationError` if cancelled while waiting.
     public func acquirePermit() async throws(CancellationError) -> OperationPermit {
-        try await core.limiter.acquire()
+        try await core.limiter.semaphore.acquire()
+        return OperationPermit(core.limiter.semaphore, scope: tracker)
     }
+
+    /// Runs `body` holding one of the runtime's operation permits, counted against this scope.
+    /// - Throws: `CancellationError` if cancelled while waiting, or what `body` throws.
+    public func withPermit<Result>(_ body: nonisolated(nonsending) () async throws -> sending Result) async throws -> sending Result {
+        // Released explicitly on both paths: a non-copyable value may end at its last use,
+        // so leaving it to the end of scope could return the permit before `body` runs.
+        let permit = try await acquirePermit()
+        do {
+            let result = try await body()
+            permit.release()
+            return result
+        } catch {
+            permit.release()
+            throw error
+        }
+    }
+
+    /// Operation permits held through this handle's scope right now.
+    public var permitsHeld: Int { tracker.permitsHeld }
 
     /// Subscribes to the runtime-wide shutdown signal.
     public func subscribeShutdown() -> ShutdownSubscription { core.shutdownSignal.subscribe() }

@@ -34,11 +34,18 @@ final class TaskTracker: Sendable {
     private let alive = Atomic<Int>(0)
     private let nextID = Atomic<UInt64>(0)
     private let closed = Atomic<Bool>(false)
+    private let permits = Atomic<Int>(0)
 
     init(name: String) { self.name = name }
 
     /// Tasks spawned and not yet finished.
     var count: Int { alive.load(ordering: .relaxed) }
+
+    /// Operation permits held through this scope's handle.
+    var permitsHeld: Int { permits.load(ordering: .relaxed) }
+
+    @usableFromInline func permitTaken() { permits.wrappingAdd(1, ordering: .relaxed) }
+    @usableFromInline func permitReturned() { permits.wrappingSubtract(1, ordering: .relaxed) }
 
     var isClosed: Bool { closed.load(ordering: .acquiring) }
 

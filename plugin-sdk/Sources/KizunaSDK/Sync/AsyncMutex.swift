@@ -14,7 +14,7 @@ public struct AsyncMutex<Value>: Sendable {
     /// Runs `body` holding the lock, waiting while another task holds it.
     @inlinable
     @discardableResult
-    public func withLock<Result>(_ body: (inout sending Value) async throws -> sending Result) async throws -> sending Result {
+    public func withLock<Result>(_ body: nonisolated(nonsending) (inout sending Value) async throws -> sending Result) async throws -> sending Result {
         try await storage.semaphore.acquire(1)
         defer { storage.semaphore.release(1) }
         return try await body(&storage.pointer.pointee)

@@ -42,7 +42,7 @@ public final class OperationLimiter: Sendable {
     /// Runs `body` holding a permit.
     /// - Throws: `CancellationError` if cancelled while waiting, or what `body` throws.
     @inlinable
-    public func withPermit<Result>(_ body: () async throws -> sending Result) async throws -> sending Result {
+    public func withPermit<Result>(_ body: nonisolated(nonsending) () async throws -> sending Result) async throws -> sending Result {
         try await semaphore.acquire()
         defer { semaphore.release() }
         return try await body()
@@ -53,11 +53,20 @@ public final class OperationLimiter: Sendable {
 /// once: by ``release()`` or when it goes out of scope.
 public struct OperationPermit: ~Copyable, Sendable {
     @usableFromInline let semaphore: AsyncSemaphore
+    /// The runtime scope the permit is counted against, if it was taken through a handle.
+    @usableFromInline let scope: TaskTracker?
 
-    @inlinable init(_ semaphore: AsyncSemaphore) { self.semaphore = semaphore }
+    @inlinable init(_ semaphore: AsyncSemaphore, scope: TaskTracker? = nil) {
+        self.semaphore = semaphore
+        self.scope = scope
+        scope?.permitTaken()
+    }
 
     /// Returns the permit now.
     @inlinable public consuming func release() {}
 
-    @inlinable deinit { semaphore.release() }
+    @inlinable deinit {
+        semaphore.release()
+        scope?.permitReturned()
+    }
 }

@@ -20,7 +20,7 @@ public struct ThreadSafe<Value: Sendable>: Sendable {
 
     /// Runs `body` with shared read access, waiting while a writer holds or waits for the lock.
     @inlinable
-    public func read<Result>(_ body: (Value) async throws -> sending Result) async throws -> sending Result {
+    public func read<Result>(_ body: nonisolated(nonsending) (Value) async throws -> sending Result) async throws -> sending Result {
         try await storage.lock.lockShared()
         defer { storage.lock.unlockShared() }
         return try await body(storage.pointer.pointee)
@@ -28,7 +28,7 @@ public struct ThreadSafe<Value: Sendable>: Sendable {
 
     /// Runs `body` with exclusive write access, waiting for current readers and writers.
     @inlinable @discardableResult
-    public func write<Result>(_ body: (inout Value) async throws -> sending Result) async throws -> sending Result {
+    public func write<Result>(_ body: nonisolated(nonsending) (inout Value) async throws -> sending Result) async throws -> sending Result {
         try await storage.lock.lockExclusive()
         defer { storage.lock.unlockExclusive() }
         return try await body(&storage.pointer.pointee)
