@@ -94,7 +94,7 @@ func pluginCall(calls: Int) async throws {
         .write(toFile: "\(directory)/finder.toml", atomically: true, encoding: .utf8)
     let host = try makeHost(pluginsDirectory: directory)
     _ = try await host.load("finder")
-    let loaded = await host.subsystem(.discovery) as! any DiscoveryPlugin
+    guard case .discovery(let loaded)? = await host.subsystem(.discovery) else { fatalError("no discovery plugin") }
     let compiled = makeCompiledDiscovery()
 
     func time(_ plugin: any DiscoveryPlugin) async -> Duration {

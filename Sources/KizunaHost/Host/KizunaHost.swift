@@ -89,13 +89,17 @@ public actor KizunaHost {
         }
     }
 
-    private func start(_ manifest: PluginManifest, library: PluginLibrary, plugin: any Plugin) async throws(PluginLoadError) -> PluginInfo {
-        let loaded = LoadedPlugin(manifest: manifest, library: library, plugin: plugin, scope: runtime.handle.scoped(manifest.name), bus: events.view())
+    private func start(_ manifest: PluginManifest, library: PluginLibrary, plugin object: PluginObject) async throws(PluginLoadError) -> PluginInfo {
+        let plugin = object.plugin
+        let loaded = LoadedPlugin(manifest: manifest, library: library, object: object, scope: runtime.handle.scoped(manifest.name), bus: events.view())
         plugins[manifest.name] = loaded
         startOrder.append(manifest.name)
         setState(loaded, .loaded)
 
-        let transport = manifest.requiredKinds.contains(.transport) ? runningPlugin(of: .transport)?.plugin as? any TransportPlugin : nil
+        var transport: (any TransportPlugin)?
+        if manifest.requiredKinds.contains(.transport), case .transport(let running)? = runningPlugin(of: .transport)?.object {
+            transport = running
+        }
         let context = PluginContext(
             name: manifest.name, runtime: loaded.scope, shutdown: loaded.shutdown.subscribe(), events: loaded.bus,
             state: state, settings: manifest.settings, logger: Logger(label: "kizuna.plugin.\(manifest.name)"),
@@ -290,8 +294,8 @@ public actor KizunaHost {
         return info(of: try plugin(named: name))
     }
 
-    /// The running plugin of `kind`, if any (the subsystem slot).
-    public func subsystem(_ kind: PluginKind) -> (any Plugin)? { runningPlugin(of: kind)?.plugin }
+    /// The running plugin of `kind`, if any (the subsystem slot), typed by its kind.
+    public func subsystem(_ kind: PluginKind) -> PluginObject? { runningPlugin(of: kind)?.object }
 
     /// The host's own figures.
     public func status() throws(PluginLoadError) -> HostStatus {
@@ -376,7 +380,7 @@ public actor KizunaHost {
 final class LoadedPlugin: @unchecked Sendable {
     let manifest: PluginManifest
     let library: PluginLibrary
-    let plugin: any Plugin
+    let object: PluginObject
     let scope: RuntimeHandle
     let bus: EventBus
     let shutdown = ShutdownSignal()
@@ -385,10 +389,10 @@ final class LoadedPlugin: @unchecked Sendable {
     var state = PluginState.discovered
     var leftoverTasks = 0
 
-    init(manifest: PluginManifest, library: PluginLibrary, plugin: any Plugin, scope: RuntimeHandle, bus: EventBus) {
+    init(manifest: PluginManifest, library: PluginLibrary, object: PluginObject, scope: RuntimeHandle, bus: EventBus) {
         self.manifest = manifest
         self.library = library
-        self.plugin = plugin
+        self.object = object
         self.scope = scope
         self.bus = bus
     }

@@ -58,7 +58,7 @@ public struct PluginLibrary: Sendable {
             throw failure(.dlopenFailed, "dlopen failed: \(reason); a missing symbol means the plugin was built against another SDK or toolchain: rebuild it against this host's KizunaSDK")
         }
         guard let entry = dlsym(handle, PluginDescriptor.entrySymbol) else {
-            throw failure(.entrySymbolMissing, "has no '\(PluginDescriptor.entrySymbol)' symbol; export the plugin with `@_cdecl(\"\(PluginDescriptor.entrySymbol)\") public func entry() -> UnsafeRawPointer { exportPlugin(.\(manifest.kind.swiftCase)) { YourPlugin() } }`")
+            throw failure(.entrySymbolMissing, "has no '\(PluginDescriptor.entrySymbol)' symbol; export the plugin with `@_cdecl(\"\(PluginDescriptor.entrySymbol)\") public func entry() -> UnsafeRawPointer { exportPlugin { YourPlugin() } }`")
         }
         typealias EntryFunction = @convention(c) () -> UnsafeRawPointer?
         guard let raw = unsafeBitCast(entry, to: EntryFunction.self)() else {
@@ -87,26 +87,18 @@ public struct PluginLibrary: Sendable {
         return PluginLibrary(path: path, sha256: digest, descriptor: descriptor, handle: Handle(pointer: handle))
     }
 
-    /// Makes a plugin object and checks that it implements the protocol of its kind.
-    /// - Throws: ``PluginLoadError`` with code ``PluginLoadError/Code/notAPlugin`` otherwise.
-    public func makePlugin(for manifest: PluginManifest) throws(PluginLoadError) -> any Plugin {
+    /// Makes a plugin object, typed by its kind (no dynamic cast: the plugin's export
+    /// overload fixed the type).
+    /// - Throws: ``PluginLoadError`` with code ``PluginLoadError/Code/notAPlugin`` if the
+    ///   factory made nothing or a plugin of another kind.
+    public func makePlugin(for manifest: PluginManifest) throws(PluginLoadError) -> PluginObject {
         guard let object = descriptor.makePlugin() else {
-            throw PluginLoadError(.notAPlugin, plugin: manifest.name, file: path, "its factory returned nothing; return a new plugin object from the closure passed to exportPlugin")
+            throw PluginLoadError(.notAPlugin, plugin: manifest.name, file: path, "its factory made no plugin; export it with exportPlugin { YourPlugin() }")
         }
-        guard let plugin = object as? any Plugin else {
-            throw PluginLoadError(.notAPlugin, plugin: manifest.name, file: path, "its factory made a \(type(of: object)), which does not conform to Plugin")
+        guard object.kind == manifest.kind else {
+            throw PluginLoadError(.kindMismatch, plugin: manifest.name, file: path, "its factory made a \(object.kind) plugin but the manifest says kind = \"\(manifest.kind)\"; make them agree")
         }
-        let conforms: Bool
-        switch manifest.kind {
-        case .discovery: conforms = plugin is any DiscoveryPlugin
-        case .transport: conforms = plugin is any TransportPlugin
-        case .fileTransfer: conforms = plugin is any FileTransferPlugin
-        case .streaming: conforms = plugin is any StreamingPlugin
-        }
-        guard conforms else {
-            throw PluginLoadError(.notAPlugin, plugin: manifest.name, file: path, "\(type(of: plugin)) does not conform to the protocol for kind \(manifest.kind); conform it, or fix 'kind'")
-        }
-        return plugin
+        return object
     }
 
     /// The SHA-256 of the file at `path`, lowercase hex.
@@ -125,17 +117,5 @@ public struct PluginLibrary: Sendable {
             text.append(hex[Int(byte & 0x0F)])
         }
         return String(decoding: text, as: UTF8.self)
-    }
-}
-
-extension PluginKind {
-    /// The Swift case name, for messages that show code.
-    var swiftCase: String {
-        switch self {
-        case .discovery: "discovery"
-        case .transport: "transport"
-        case .fileTransfer: "fileTransfer"
-        case .streaming: "streaming"
-        }
     }
 }

@@ -25,4 +25,4 @@ final class FixtureDiscovery: DiscoveryPlugin {
     func currentPeers() async -> [Peer] { (try? await found.read { $0 }) ?? [] }
 }
 
-@_cdecl("kizuna_plugin_entry") public func entry() -> UnsafeRawPointer { exportPlugin(.discovery) { FixtureDiscovery() } }
+@_cdecl("kizuna_plugin_entry") public func entry() -> UnsafeRawPointer { exportPlugin { FixtureDiscovery() } }

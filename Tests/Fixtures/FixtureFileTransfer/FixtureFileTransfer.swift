@@ -37,4 +37,4 @@ final class FixtureFileTransfer: FileTransferPlugin {
     }
 }
 
-@_cdecl("kizuna_plugin_entry") public func entry() -> UnsafeRawPointer { exportPlugin(.fileTransfer) { FixtureFileTransfer() } }
+@_cdecl("kizuna_plugin_entry") public func entry() -> UnsafeRawPointer { exportPlugin { FixtureFileTransfer() } }

@@ -11,4 +11,4 @@ final class FixtureIgnoresShutdown: DiscoveryPlugin {
     func currentPeers() async -> [Peer] { [] }
 }
 
-@_cdecl("kizuna_plugin_entry") public func entry() -> UnsafeRawPointer { exportPlugin(.discovery) { FixtureIgnoresShutdown() } }
+@_cdecl("kizuna_plugin_entry") public func entry() -> UnsafeRawPointer { exportPlugin { FixtureIgnoresShutdown() } }

@@ -8,4 +8,4 @@ final class FixtureNeverReturns: DiscoveryPlugin {
     func currentPeers() async -> [Peer] { [] }
 }
 
-@_cdecl("kizuna_plugin_entry") public func entry() -> UnsafeRawPointer { exportPlugin(.discovery) { FixtureNeverReturns() } }
+@_cdecl("kizuna_plugin_entry") public func entry() -> UnsafeRawPointer { exportPlugin { FixtureNeverReturns() } }

@@ -20,4 +20,4 @@ final class FixtureStreaming: StreamingPlugin {
     }
 }
 
-@_cdecl("kizuna_plugin_entry") public func entry() -> UnsafeRawPointer { exportPlugin(.streaming) { FixtureStreaming() } }
+@_cdecl("kizuna_plugin_entry") public func entry() -> UnsafeRawPointer { exportPlugin { FixtureStreaming() } }

@@ -10,4 +10,4 @@ final class FixtureThrowing: DiscoveryPlugin {
     func currentPeers() async -> [Peer] { [] }
 }
 
-@_cdecl("kizuna_plugin_entry") public func entry() -> UnsafeRawPointer { exportPlugin(.discovery) { FixtureThrowing() } }
+@_cdecl("kizuna_plugin_entry") public func entry() -> UnsafeRawPointer { exportPlugin { FixtureThrowing() } }

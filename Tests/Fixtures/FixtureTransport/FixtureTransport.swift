@@ -48,4 +48,4 @@ final class FixtureTransport: TransportPlugin {
     }
 }
 
-@_cdecl("kizuna_plugin_entry") public func entry() -> UnsafeRawPointer { exportPlugin(.transport) { FixtureTransport() } }
+@_cdecl("kizuna_plugin_entry") public func entry() -> UnsafeRawPointer { exportPlugin { FixtureTransport() } }

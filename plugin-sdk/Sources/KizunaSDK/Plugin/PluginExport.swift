@@ -1,17 +1,41 @@
 public import CKizunaPluginABI
 
-/// Exports a plugin from its shared library. Put this one line in the plugin's module:
+/// Exports a discovery plugin from its shared library. Put this one line in the plugin's module:
 ///
 /// ```swift
-/// @_cdecl("kizuna_plugin_entry") public func entry() -> UnsafeRawPointer { exportPlugin(.discovery) { MyDiscovery() } }
+/// @_cdecl("kizuna_plugin_entry") public func entry() -> UnsafeRawPointer { exportPlugin { MyDiscovery() } }
 /// ```
 ///
 /// It builds the C descriptor the host checks before it touches any Swift type of the
 /// plugin: the descriptor ABI, the SDK version and the Swift compiler the plugin was built
 /// with, and which copy of the SDK it uses. The body is emitted into the plugin, so these
-/// facts are the plugin's, not the host's.
+/// facts are the plugin's, not the host's. The overload that matches the plugin's protocol
+/// records its kind, so the host never needs a dynamic cast to find it.
 @_alwaysEmitIntoClient
-public func exportPlugin(_ kind: PluginKind, _ make: @escaping @Sendable () -> any Plugin) -> UnsafeRawPointer {
+public func exportPlugin(_ make: @escaping @Sendable () -> any DiscoveryPlugin) -> UnsafeRawPointer {
+    exportPlugin(kind: .discovery) { .discovery(make()) }
+}
+
+/// Exports a transport plugin; see ``exportPlugin(_:)-(()->DiscoveryPlugin)``.
+@_alwaysEmitIntoClient
+public func exportPlugin(_ make: @escaping @Sendable () -> any TransportPlugin) -> UnsafeRawPointer {
+    exportPlugin(kind: .transport) { .transport(make()) }
+}
+
+/// Exports a file-transfer plugin; see ``exportPlugin(_:)-(()->DiscoveryPlugin)``.
+@_alwaysEmitIntoClient
+public func exportPlugin(_ make: @escaping @Sendable () -> any FileTransferPlugin) -> UnsafeRawPointer {
+    exportPlugin(kind: .fileTransfer) { .fileTransfer(make()) }
+}
+
+/// Exports a streaming plugin; see ``exportPlugin(_:)-(()->DiscoveryPlugin)``.
+@_alwaysEmitIntoClient
+public func exportPlugin(_ make: @escaping @Sendable () -> any StreamingPlugin) -> UnsafeRawPointer {
+    exportPlugin(kind: .streaming) { .streaming(make()) }
+}
+
+@_alwaysEmitIntoClient
+func exportPlugin(kind: PluginKind, _ make: @escaping @Sendable () -> PluginObject) -> UnsafeRawPointer {
     let descriptor = UnsafeMutablePointer<kizuna_plugin_descriptor>.allocate(capacity: 1)
     let compiler = PluginBuildFacts.compilerVersion
     descriptor.initialize(to: kizuna_plugin_descriptor(
@@ -26,6 +50,34 @@ public func exportPlugin(_ kind: PluginKind, _ make: @escaping @Sendable () -> a
         make_plugin: { context in PluginFactory.make(context) },
         factory_context: Unmanaged.passRetained(PluginFactory(make)).toOpaque()))
     return UnsafeRawPointer(descriptor)
+}
+
+/// A plugin object, typed by its kind's protocol.
+public enum PluginObject: Sendable {
+    case discovery(any DiscoveryPlugin)
+    case transport(any TransportPlugin)
+    case fileTransfer(any FileTransferPlugin)
+    case streaming(any StreamingPlugin)
+
+    /// The kind it was exported as.
+    public var kind: PluginKind {
+        switch self {
+        case .discovery: .discovery
+        case .transport: .transport
+        case .fileTransfer: .fileTransfer
+        case .streaming: .streaming
+        }
+    }
+
+    /// The plugin as its base protocol.
+    public var plugin: any Plugin {
+        switch self {
+        case .discovery(let plugin): plugin
+        case .transport(let plugin): plugin
+        case .fileTransfer(let plugin): plugin
+        case .streaming(let plugin): plugin
+        }
+    }
 }
 
 /// Facts fixed when a module is compiled; used through `@_alwaysEmitIntoClient` so that
@@ -55,18 +107,22 @@ public enum PluginBuildFacts {
     }
 }
 
-/// Holds a plugin's factory closure for the descriptor's C function pointer.
+/// Holds a plugin's factory closure, reached from the descriptor.
 public final class PluginFactory: @unchecked Sendable {
-    private let make: @Sendable () -> any Plugin
+    private let factory: @Sendable () -> PluginObject
 
     /// Wraps `make`.
-    public init(_ make: @escaping @Sendable () -> any Plugin) { self.make = make }
+    public init(_ make: @escaping @Sendable () -> PluginObject) { factory = make }
 
-    /// Calls the factory behind `context`; returns the plugin retained (+1).
+    /// Makes the plugin.
+    public func make() -> PluginObject { factory() }
+
+    /// For C callers of the descriptor: makes the plugin and returns it retained (+1) as
+    /// an object. Swift hosts use ``PluginDescriptor/makePlugin()``, which keeps its type.
     public static func make(_ context: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
         guard let context else { return nil }
         let factory = Unmanaged<PluginFactory>.fromOpaque(context).takeUnretainedValue()
-        return Unmanaged.passRetained(factory.make() as AnyObject).toOpaque()
+        return Unmanaged.passRetained(factory.make().plugin as AnyObject).toOpaque()
     }
 }
 
@@ -122,11 +178,13 @@ public struct PluginDescriptor: Sendable, Hashable, CustomStringConvertible {
         sharesHostSDK = descriptor.sdk_identity == SDKInfo.identity
     }
 
-    /// Makes the plugin object. Call only after every check passed.
-    public func makePlugin() -> AnyObject? {
+    /// Makes the plugin object, typed by its kind. Call only after every check passed:
+    /// it reaches the plugin's factory as this process's SDK type, which is safe only when
+    /// ``sharesHostSDK`` is true.
+    public func makePlugin() -> PluginObject? {
         let descriptor = factory.descriptor.assumingMemoryBound(to: kizuna_plugin_descriptor.self).pointee
-        guard let make = descriptor.make_plugin, let object = make(descriptor.factory_context) else { return nil }
-        return Unmanaged<AnyObject>.fromOpaque(object).takeRetainedValue()
+        guard sharesHostSDK, let context = descriptor.factory_context else { return nil }
+        return Unmanaged<PluginFactory>.fromOpaque(context).takeUnretainedValue().make()
     }
 
     public var description: String {
