@@ -195,13 +195,16 @@ public actor KizunaHost {
 
     private func openForReload(_ manifest: PluginManifest, replacing old: LoadedPlugin) throws(PluginLoadError) -> PluginLibrary {
         let path = try search.library(for: manifest)
+        // The same file as the loaded one: same image, fresh instance.
+        if path == old.library.path, FileIdentity(path: path) == old.library.fileIdentity {
+            return try PluginLibrary.open(manifest, path: path)
+        }
         let digest: String
         do {
             digest = try PluginLibrary.sha256(ofFileAt: path)
         } catch {
             throw PluginLoadError(.libraryUnreadable, plugin: manifest.name, file: path, "cannot read the new build (\(PluginManifest.reason(error))); the loaded build keeps running")
         }
-        if digest == old.library.sha256 { return try PluginLibrary.open(manifest, path: old.library.path) }
         let folder = "\(configuration.stateDirectory)/images/\(digest)"
         let copy = "\(folder)/\((path as NSString).lastPathComponent)"
         if !FileManager.default.fileExists(atPath: copy) {
@@ -212,7 +215,8 @@ public actor KizunaHost {
                 throw PluginLoadError(.libraryUnreadable, plugin: manifest.name, file: copy, "cannot copy the new build there (\(PluginManifest.reason(error))); check that \(configuration.stateDirectory) is writable. The loaded build keeps running")
             }
         }
-        return try PluginLibrary.open(manifest, path: copy)
+        let library = try PluginLibrary.open(manifest, path: copy)
+        return library.withSHA256(digest)
     }
 
     /// Stops `loaded`: fires its subscription, waits the grace period, cancels, waits again.

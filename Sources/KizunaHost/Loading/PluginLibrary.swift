@@ -3,6 +3,26 @@ import Foundation
 import Glibc
 public import KizunaSDK
 
+/// Which file is at a path: device, inode, size and modification time (to the nanosecond).
+public struct FileIdentity: Sendable, Hashable {
+    var device: UInt64
+    var inode: UInt64
+    var size: Int64
+    var modifiedSeconds: Int
+    var modifiedNanoseconds: Int
+
+    /// The identity of the file at `path`, or nil if there is none.
+    public init?(path: String) {
+        var status = stat()
+        guard stat(path, &status) == 0 else { return nil }
+        device = UInt64(status.st_dev)
+        inode = UInt64(status.st_ino)
+        size = Int64(status.st_size)
+        modifiedSeconds = status.st_mtim.tv_sec
+        modifiedNanoseconds = status.st_mtim.tv_nsec
+    }
+}
+
 /// A plugin's shared library, opened and checked.
 ///
 /// Opening follows DESIGN.md facts 3–5: the SHA-256 pin is checked before `dlopen`; the
@@ -13,8 +33,13 @@ public import KizunaSDK
 public struct PluginLibrary: Sendable {
     /// The file that was opened.
     public let path: String
-    /// The library's SHA-256, lowercase hex.
-    public let sha256: String
+    /// The library's SHA-256, lowercase hex: computed when the manifest pins one (it is
+    /// checked before opening) or when reload copies a new build; nil otherwise, since
+    /// hashing would be most of a load's cost.
+    public let sha256: String?
+    /// Which file was opened (device, inode, size, modification time): how reload tells a
+    /// new build from the loaded one without hashing.
+    public let fileIdentity: FileIdentity
     /// What the plugin's descriptor says.
     public let descriptor: PluginDescriptor
 
@@ -31,17 +56,24 @@ public struct PluginLibrary: Sendable {
         func failure(_ code: PluginLoadError.Code, _ message: String) -> PluginLoadError {
             PluginLoadError(code, plugin: manifest.name, file: path, message)
         }
+        guard let identity = FileIdentity(path: path) else {
+            throw failure(.libraryMissing, "the library named in \(manifest.path) does not exist; build the plugin, or fix 'library' in the manifest")
+        }
         let bytes: Data
+        var digest: String?
         do {
-            bytes = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
-        } catch {
-            if !FileManager.default.fileExists(atPath: path) {
-                throw failure(.libraryMissing, "the library named in \(manifest.path) does not exist; build the plugin, or fix 'library' in the manifest")
+            if manifest.sha256 != nil {
+                bytes = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
+                digest = hexDigest(SHA256.hash(data: bytes))
+            } else {
+                let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+                defer { try? handle.close() }
+                bytes = try handle.read(upToCount: 64) ?? Data()
             }
+        } catch {
             throw failure(.libraryUnreadable, "the library cannot be read (\(PluginManifest.reason(error))); check its permissions")
         }
-        let digest = hexDigest(SHA256.hash(data: bytes))
-        if let pinned = manifest.sha256, pinned != digest {
+        if let pinned = manifest.sha256, let digest, pinned != digest {
             throw failure(.checksumMismatch, "its SHA-256 is \(digest) but the manifest pins \(pinned); if this build is the one you mean to load, update 'sha256' in \(manifest.path)")
         }
         // ELF magic, then e_type == ET_DYN (3): anything else would only get a terse dlerror.
@@ -84,7 +116,7 @@ public struct PluginLibrary: Sendable {
             let declared = descriptor.kind?.rawValue ?? "unknown kind \(descriptor.kindValue)"
             throw failure(.kindMismatch, "the library exports a \(declared) plugin but the manifest says kind = \"\(manifest.kind)\"; make them agree")
         }
-        return PluginLibrary(path: path, sha256: digest, descriptor: descriptor, handle: Handle(pointer: handle))
+        return PluginLibrary(path: path, sha256: digest, fileIdentity: identity, descriptor: descriptor, handle: Handle(pointer: handle))
     }
 
     /// Makes a plugin object, typed by its kind (no dynamic cast: the plugin's export
@@ -99,6 +131,11 @@ public struct PluginLibrary: Sendable {
             throw PluginLoadError(.kindMismatch, plugin: manifest.name, file: path, "its factory made a \(object.kind) plugin but the manifest says kind = \"\(manifest.kind)\"; make them agree")
         }
         return object
+    }
+
+    /// This library, with its SHA-256 recorded (reload hashes a new build to name its copy).
+    func withSHA256(_ digest: String) -> PluginLibrary {
+        PluginLibrary(path: path, sha256: digest, fileIdentity: fileIdentity, descriptor: descriptor, handle: handle)
     }
 
     /// The SHA-256 of the file at `path`, lowercase hex.
