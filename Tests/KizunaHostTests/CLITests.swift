@@ -184,6 +184,25 @@ final class BackgroundCLI: @unchecked Sendable {
         #expect(outcome.stderr.contains("start one with `kizuna run`"))
     }
 
+    /// Runs the real CLI as the `nobody` user against a host owned by root. Needs root
+    /// and setpriv (util-linux), as on CI; elsewhere the test is skipped.
+    @Test(.enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")))
+    func anotherUserIsRefused() throws {
+        let (host, _, socket) = try startHost()
+        defer { _ = host.terminate() }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        process.arguments = ["--reuid", "65534", "--regid", "65534", "--clear-groups", CLI.path, "status", "--socket", socket]
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = Pipe()
+        try process.run()
+        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus != 0)
+        #expect(message.contains("cannot reach a Kizuna host at \(socket) (Permission denied)"), "\(message)")
+    }
+
     @Test func aSecondHostOnTheSameSocketIsRefused() throws {
         let (host, directory, socket) = try startHost()
         defer { _ = host.terminate() }
