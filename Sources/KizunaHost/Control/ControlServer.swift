@@ -106,25 +106,23 @@ public final class ControlServer: Sendable {
     }
 
     private static func answer(_ request: ControlRequest, host: KizunaHost) async -> ControlResponse {
-        func needArgument() -> ControlResponse { .failure("'\(request.command.rawValue)' needs a plugin name") }
         do {
             switch request.command {
             case .list: return ControlResponse(ok: true, plugins: try await host.list())
             case .status: return ControlResponse(ok: true, status: try await host.status())
-            case .info:
-                guard let name = request.argument else { return needArgument() }
-                return ControlResponse(ok: true, plugin: try await host.info(name))
-            case .load:
-                guard let name = request.argument else { return needArgument() }
-                return ControlResponse(ok: true, plugin: try await host.load(name))
-            case .unload:
-                guard let name = request.argument else { return needArgument() }
-                return ControlResponse(ok: true, plugin: try await host.unload(name))
-            case .reload:
-                guard let name = request.argument else { return needArgument() }
-                return ControlResponse(ok: true, plugin: try await host.reload(name))
-            case .events:
-                return .failure("events is streamed, not answered")
+            case .events: return .failure("events is streamed, not answered")
+            case .info, .load, .unload, .reload:
+                guard let name = request.argument else {
+                    return .failure("'\(request.command.rawValue)' needs a plugin name")
+                }
+                let plugin: PluginInfo =
+                    switch request.command {
+                    case .load: try await host.load(name)
+                    case .unload: try await host.unload(name)
+                    case .reload: try await host.reload(name)
+                    default: try await host.info(name)
+                    }
+                return ControlResponse(ok: true, plugin: plugin)
             }
         } catch {
             return .failure(error.description)

@@ -125,9 +125,10 @@ public actor KizunaHost {
     }
 
     /// `run` returned or threw without being asked to stop.
-    private func runEnded(_ loaded: LoadedPlugin, _ result: Result<Void, any Error>) {
+    private func runEnded(_ loaded: LoadedPlugin, _ result: Result<Void, any Error>) async {
         guard plugins[loaded.manifest.name] === loaded, loaded.state != .stopping else { return }
-        loaded.leftoverTasks += Self.countLeftovers(loaded.scope.cancelScope(), of: loaded)
+        await settleLeftovers(of: loaded)
+        guard plugins[loaded.manifest.name] === loaded, loaded.state != .stopping else { return }
         switch result {
         case .success:
             setState(loaded, .stopped)
@@ -231,8 +232,8 @@ public actor KizunaHost {
                 returned = await Self.wait(for: loaded.runFinished, within: configuration.cancellationGracePeriod)
             }
         }
-        // Whatever the plugin left running is cancelled and counted, never hidden.
-        loaded.leftoverTasks += Self.countLeftovers(loaded.scope.cancelScope(), of: loaded)
+        // A stuck plugin's tasks were cancelled and counted above; waiting again is pointless.
+        if returned { await settleLeftovers(of: loaded) }
         loaded.inbound.finish()
         if !returned {
             setState(loaded, .stuck(tasks: loaded.scope.taskCount))
@@ -243,6 +244,34 @@ public actor KizunaHost {
         }
         logger.info("plugin stopped", metadata: ["plugin": "\(loaded.manifest.name)", "state": "\(loaded.state)"])
         return info(of: loaded)
+    }
+
+    /// After `run` has ended: gives the plugin's other tasks the cancellation grace period
+    /// to finish on their own (a plugin may have just cancelled them), then cancels and
+    /// counts the ones still alive, never hiding them, and waits the grace period again.
+    private func settleLeftovers(of loaded: LoadedPlugin) async {
+        guard loaded.scope.taskCount > 0 else { return }
+        if await Self.waitUntilIdle(loaded.scope, within: configuration.cancellationGracePeriod) { return }
+        loaded.leftoverTasks += Self.countLeftovers(loaded.scope.cancelScope(), of: loaded)
+        _ = await Self.waitUntilIdle(loaded.scope, within: configuration.cancellationGracePeriod)
+    }
+
+    /// Waits until `scope` has no task alive or `limit` passes; true if it went idle.
+    private static func waitUntilIdle(_ scope: RuntimeHandle, within limit: Duration) async -> Bool {
+        if scope.taskCount == 0 { return true }
+        return await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await scope.waitForScopeTasks()
+                return !Task.isCancelled
+            }
+            group.addTask {
+                try? await Task.sleep(for: limit)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first || scope.taskCount == 0
+        }
     }
 
     /// The cancelled tasks other than the plugin's `run`.
