@@ -125,6 +125,17 @@ final class RuntimeCore: Sendable {
         recorder = RuntimeMetricsRecorder(runtimeName: prefix, factory: configuration.metricsFactory ?? MetricsSystem.factory)
         metricsInterval = configuration.metricsInterval
         if let interval = metricsInterval { scheduleMetrics(every: interval.nanosecondsClamped) }
+        scheduleStrandedJobRescue()
+    }
+
+    /// Every 2 ms, hands slot jobs of workers busy for over 2 ms to the shared queue.
+    private func scheduleStrandedJobRescue() {
+        let period: UInt64 = 2_000_000
+        timer.schedule(atNanoseconds: monotonicNanoseconds() &+ period, isInternal: true) { [weak self] in
+            guard let self else { return }
+            self.pool.rescueStrandedJobs(busyLongerThan: period)
+            self.scheduleStrandedJobRescue()
+        }
     }
 
     var rootHandle: RuntimeHandle { RuntimeHandle(core: self, tracker: rootTracker) }
@@ -160,7 +171,7 @@ final class RuntimeCore: Sendable {
     func recordMetrics() { recorder.record(metrics) }
 
     private func scheduleMetrics(every interval: UInt64) {
-        timer.schedule(atNanoseconds: monotonicNanoseconds() &+ interval) { [weak self] in
+        timer.schedule(atNanoseconds: monotonicNanoseconds() &+ interval, isInternal: true) { [weak self] in
             guard let self else { return }
             self.recordMetrics()
             self.scheduleMetrics(every: interval)

@@ -8,16 +8,19 @@ final class DeadlineTimer: @unchecked Sendable {
     final class Entry: @unchecked Sendable {
         fileprivate let deadline: UInt64
         fileprivate let action: @Sendable () -> Void
+        fileprivate let isInternal: Bool
         fileprivate var index = -1
 
-        fileprivate init(deadline: UInt64, action: @escaping @Sendable () -> Void) {
+        fileprivate init(deadline: UInt64, isInternal: Bool, action: @escaping @Sendable () -> Void) {
             self.deadline = deadline
+            self.isInternal = isInternal
             self.action = action
         }
     }
 
     private let condition = ConditionLock()
     private var heap: [Entry] = []
+    private var internalEntries = 0
     private var stopping = false
     private var thread: PlatformThread?
 
@@ -26,16 +29,18 @@ final class DeadlineTimer: @unchecked Sendable {
         condition.withLock { self.thread = thread }
     }
 
-    /// Entries waiting for their deadline.
-    var pendingCount: Int { condition.withLock { heap.count } }
+    /// Entries waiting for their deadline, not counting the runtime's own housekeeping.
+    var pendingCount: Int { condition.withLock { heap.count - internalEntries } }
 
     /// Runs `action` on the timer thread once the monotonic clock reaches `deadline`
     /// (nanoseconds). Actions must be short: they delay every later deadline.
+    /// `isInternal` marks the runtime's own housekeeping, which ``pendingCount`` leaves out.
     @discardableResult
-    func schedule(atNanoseconds deadline: UInt64, _ action: @escaping @Sendable () -> Void) -> Entry {
-        let entry = Entry(deadline: deadline, action: action)
+    func schedule(atNanoseconds deadline: UInt64, isInternal: Bool = false, _ action: @escaping @Sendable () -> Void) -> Entry {
+        let entry = Entry(deadline: deadline, isInternal: isInternal, action: action)
         let wake: Bool = condition.withLock {
             if stopping { return false }
+            if isInternal { internalEntries += 1 }
             entry.index = heap.count
             heap.append(entry)
             siftUp(entry.index)
@@ -51,6 +56,7 @@ final class DeadlineTimer: @unchecked Sendable {
             let index = entry.index
             guard index >= 0 else { return }
             entry.index = -1
+            if entry.isInternal { internalEntries -= 1 }
             let last = heap.removeLast()
             guard index < heap.count else { return }
             heap[index] = last
@@ -66,6 +72,7 @@ final class DeadlineTimer: @unchecked Sendable {
             stopping = true
             for entry in heap { entry.index = -1 }
             heap.removeAll()
+            internalEntries = 0
             defer { self.thread = nil }
             return self.thread
         }
@@ -91,6 +98,7 @@ final class DeadlineTimer: @unchecked Sendable {
                 siftDown(0)
             }
             first.index = -1
+            if first.isInternal { internalEntries -= 1 }
             condition.unlock()
             first.action()
             condition.lock()

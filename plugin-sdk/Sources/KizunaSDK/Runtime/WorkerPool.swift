@@ -15,17 +15,35 @@ import Synchronization
 /// the slot goes to the shared queue, and a worker takes at most three slot jobs in a row
 /// before it serves the shared queue, so the slot cannot starve it.
 ///
+/// A slot job waits for its worker's current job; if that job blocks (a synchronous call
+/// that takes long), ``rescueStrandedJobs(busyLongerThan:)``, run periodically by the
+/// runtime's timer, moves it to the shared queue where an idle worker takes it.
+///
 /// A worker that finds nothing to do spins briefly before it sleeps, and a producer wakes
 /// a sleeper only when no worker is spinning and no wake-up is already on its way.
 @usableFromInline
 final class WorkerPool: TaskExecutor, @unchecked Sendable {
-    /// What one worker thread owns; touched only by that thread.
-    private final class Worker {
+    /// What one worker thread owns. The slot and the busy mark are atomics because the
+    /// rescue may take a stranded slot job from another thread; the rest is the owner's.
+    private final class Worker: @unchecked Sendable {
         unowned let pool: WorkerPool
-        var slot: UnownedJob?
+        /// The slot job's bits (an `UnownedJob` is one pointer), or 0 when empty.
+        let slot = Atomic<UInt>(0)
+        /// When the current job started (monotonic nanoseconds), or 0 while idle.
+        let busySince = Atomic<UInt64>(0)
         var slotStreak = 0
         init(pool: WorkerPool) { self.pool = pool }
+
+        func putInSlot(_ job: UnownedJob) -> UnownedJob? {
+            Self.job(slot.exchange(unsafeBitCast(job, to: UInt.self), ordering: .acquiringAndReleasing))
+        }
+
+        func takeSlot() -> UnownedJob? { Self.job(slot.exchange(0, ordering: .acquiringAndReleasing)) }
+
+        private static func job(_ bits: UInt) -> UnownedJob? { bits == 0 ? nil : unsafeBitCast(bits, to: UnownedJob.self) }
     }
+
+    private let workers = Mutex<[Worker]>([])
 
     private let condition = ConditionLock()
     // Guarded by `condition`.
@@ -84,12 +102,21 @@ final class WorkerPool: TaskExecutor, @unchecked Sendable {
     func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
         if let worker = Self.currentWorker, worker.pool === self {
-            let displaced = worker.slot
-            worker.slot = job
-            if let displaced { enqueueShared(displaced) }
+            if let displaced = worker.putInSlot(job) { enqueueShared(displaced) }
             return
         }
         enqueueShared(job)
+    }
+
+    /// Moves the slot job of every worker whose current job has run longer than `limit`
+    /// to the shared queue, so a blocked worker does not hold up the task it woke.
+    func rescueStrandedJobs(busyLongerThan limit: UInt64) {
+        let now = monotonicNanoseconds()
+        for worker in workers.withLock({ $0 }) {
+            let since = worker.busySince.load(ordering: .acquiring)
+            guard since != 0, now &- since > limit, let job = worker.takeSlot() else { continue }
+            enqueueShared(job)
+        }
     }
 
     private func enqueueShared(_ job: UnownedJob) {
@@ -111,23 +138,26 @@ final class WorkerPool: TaskExecutor, @unchecked Sendable {
 
     private func workerLoop() {
         let worker = Worker(pool: self)
+        workers.withLock { $0.append(worker) }
         let context = Unmanaged.passRetained(worker)
         kizuna_thread_set_current_pool(context.toOpaque())
         defer {
             kizuna_thread_set_current_pool(nil)
+            workers.withLock { $0.removeAll { $0 === worker } }
             context.release()
         }
         let executor = asUnownedTaskExecutor()
         while let job = nextJob(worker) {
+            worker.busySince.store(monotonicNanoseconds(), ordering: .releasing)
             job.runSynchronously(on: executor)
+            worker.busySince.store(0, ordering: .releasing)
         }
     }
 
     /// The next job for `worker`: its slot first (within the streak limit), then the shared
     /// queue; sleeps when there is none. Returns nil when the pool stops and all is done.
     private func nextJob(_ worker: Worker) -> UnownedJob? {
-        if let job = worker.slot {
-            worker.slot = nil
+        if let job = worker.takeSlot() {
             if worker.slotStreak < Self.maximumSlotStreak {
                 worker.slotStreak += 1
                 return job
