@@ -4,10 +4,17 @@ import Foundation
 import KizunaSDK
 
 final class FixtureFileTransfer: FileTransferPlugin {
-    private let transport = ThreadSafe<(any TransportPlugin)?>(nil)
+    // Calls may come as soon as the host has started run; they wait for run to hand over
+    // the transport.
+    private let transport = WatchChannel<(any TransportPlugin)?>(nil)
+
+    private func startedTransport() async -> (any TransportPlugin)? {
+        for await value in transport.subscribe() where value != nil { return value }
+        return nil
+    }
 
     func run(context: PluginContext) async throws {
-        try await transport.write { $0 = context.transport }
+        transport.send(context.transport)
         let server = try context.runtime.spawn(name: "inbound") {
             for await connection in context.inbound {
                 var received = 0
@@ -23,7 +30,7 @@ final class FixtureFileTransfer: FileTransferPlugin {
     }
 
     func send(path: String, to peer: Peer) async throws -> TransferProgress {
-        guard let transport = try await transport.read({ $0 }) else {
+        guard let transport = await startedTransport() else {
             throw RuntimeError(.closed, "no transport: the host hands one to file-transfer plugins")
         }
         let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))

@@ -2,15 +2,22 @@
 import KizunaSDK
 
 final class FixtureStreaming: StreamingPlugin {
-    private let transport = ThreadSafe<(any TransportPlugin)?>(nil)
+    // Calls may come as soon as the host has started run; they wait for run to hand over
+    // the transport.
+    private let transport = WatchChannel<(any TransportPlugin)?>(nil)
+
+    private func startedTransport() async -> (any TransportPlugin)? {
+        for await value in transport.subscribe() where value != nil { return value }
+        return nil
+    }
 
     func run(context: PluginContext) async throws {
-        try await transport.write { $0 = context.transport }
+        transport.send(context.transport)
         await context.shutdown.wait()
     }
 
     func stream(_ frames: any AsyncSequence<Frame, any Error> & Sendable, to peer: Peer) async throws -> String {
-        guard let transport = try await transport.read({ $0 }) else {
+        guard let transport = await startedTransport() else {
             throw RuntimeError(.closed, "no transport: the host hands one to streaming plugins")
         }
         let connection = try await transport.connect(to: peer.addresses[0], service: "streaming")

@@ -25,17 +25,24 @@ final class MemoryConnection: Connection, @unchecked Sendable {
 }
 
 final class FixtureTransport: TransportPlugin {
-    private let context = ThreadSafe<PluginContext?>(nil)
+    // Calls may come as soon as the host has started run; they wait for run to hand over
+    // the context.
+    private let context = WatchChannel<PluginContext?>(nil)
 
     func run(context: PluginContext) async throws {
-        try await self.context.write { $0 = context }
+        self.context.send(context)
         await context.shutdown.wait()
     }
 
     func listeningAddress() async -> PeerAddress? { PeerAddress(host: "memory", port: 0) }
 
+    private func startedContext() async -> PluginContext? {
+        for await value in context.subscribe() where value != nil { return value }
+        return nil
+    }
+
     func connect(to address: PeerAddress, service: String) async throws -> any Connection {
-        guard let context = try await context.read({ $0 }) else {
+        guard let context = await startedContext() else {
             throw RuntimeError(.closed, "the fixture transport is not running")
         }
         let capacity = Int(context.settings.integer("buffer") ?? 16)
