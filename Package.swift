@@ -32,7 +32,8 @@ let package = Package(
     ],
     targets: [
         .target(name: "CKizunaHost"),
-        .target(name: "KizunaHost", dependencies: [sdk, "CKizunaHost", .product(name: "Crypto", package: "swift-crypto")]),
+        .systemLibrary(name: "CFFI", pkgConfig: "libffi", providers: [.apt(["libffi-dev"])]),
+        .target(name: "KizunaHost", dependencies: [sdk, "CKizunaHost", "CFFI", .product(name: "Crypto", package: "swift-crypto")]),
         .executableTarget(
             name: "KizunaCLI",
             dependencies: ["KizunaHost", sdk, .product(name: "ArgumentParser", package: "swift-argument-parser")]),
@@ -47,7 +48,7 @@ let package = Package(
 package.products += fixturePlugins.map { .library(name: $0, type: .dynamic, targets: [$0]) }
 package.targets += fixturePlugins.map { .target(name: $0, dependencies: [sdk], path: "Tests/Fixtures/\($0)") }
 
-for target in package.targets {
+for target in package.targets where target.type != .system {
     var settings = target.swiftSettings ?? []
     settings.append(.enableUpcomingFeature("MemberImportVisibility"))
     settings.append(.enableUpcomingFeature("NonisolatedNonsendingByDefault"))

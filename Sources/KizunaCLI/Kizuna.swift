@@ -77,7 +77,7 @@ struct Run: AsyncParsableCommand {
 struct Plugins: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List, inspect, load, unload and reload plugins.",
-        subcommands: [List.self, Info.self, Load.self, Unload.self, Reload.self])
+        subcommands: [List.self, Info.self, Load.self, Unload.self, Reload.self, Actions.self, Call.self])
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List the plugins of a running host, or the manifests in a directory with --dir.")
@@ -154,6 +154,37 @@ struct Plugins: ParsableCommand {
         func run() throws {
             let info = try socket.send(ControlRequest(.reload, name)).plugin!
             print("reloaded \(info.name) from \(info.library): \(info.state)")
+        }
+    }
+}
+
+extension Plugins {
+    struct Actions: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the actions a loaded plugin declares.")
+        @OptionGroup var socket: SocketOption
+        @Flag(name: .long, help: "Print JSON for scripts.") var json = false
+        @Argument(help: "The plugin's name.") var name: String
+
+        func run() throws {
+            let actions = try socket.send(ControlRequest(.actions, name)).actions ?? []
+            if json { return print(try encodeJSON(actions)) }
+            printTable(["ACTION", "SIGNATURE", "DESCRIPTION"], actions.map { [$0.name, $0.signature, $0.description ?? ""] })
+        }
+    }
+
+    struct Call: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Call a plugin action; arguments are converted by the types its manifest declares.")
+        @OptionGroup var socket: SocketOption
+        @Argument(help: "The plugin's name.") var name: String
+        @Argument(help: "The action's name.") var action: String
+        @Argument(parsing: .allUnrecognized, help: "The action's arguments, as text.") var arguments: [String] = []
+
+        func run() throws {
+            // `--` may separate negative numbers from options; it is not an argument.
+            let values = arguments.first == "--" ? Array(arguments.dropFirst()) : arguments
+            let result = try socket.send(ControlRequest(.call, name, arguments: [action] + values)).result ?? ""
+            if !result.isEmpty { print(result) }
         }
     }
 }

@@ -165,6 +165,28 @@ final class BackgroundCLI: @unchecked Sendable {
         #expect(lines.last == "plugin frames: running")
     }
 
+    @Test func actionsAreListedAndCalledThroughTheCLI() throws {
+        let (host, directory, socket) = try startHost()
+        defer { _ = host.terminate() }
+        Fixtures.writeManifest(in: directory, name: "actor", kind: .discovery, library: "libFixtureDiscovery.so", extra: fixtureActions)
+        #expect(try CLI.run(["plugins", "load", "actor", "--socket", socket]).status == 0)
+        let listed = try CLI.run(["plugins", "actions", "actor", "--socket", socket])
+        let greetLine = listed.stdout.split(separator: "\n").first { $0.hasPrefix("greet ") }
+        #expect(greetLine?.contains("const char * fixture_greet(const char *)") == true, "\(listed.stdout)")
+        #expect(greetLine?.hasSuffix("Says hello") == true)
+        let greeting = try CLI.run(["plugins", "call", "actor", "greet", "world", "--socket", socket])
+        #expect(greeting.status == 0)
+        #expect(greeting.stdout == "hello, world\n")
+        let negative = try CLI.run(["plugins", "call", "actor", "add-int32", "--socket", socket, "--", "-5", "3"])
+        #expect(negative.stdout == "-2\n", "\(negative.stderr)")
+        #expect(try CLI.run(["plugins", "call", "actor", "add-int32", "-5", "-6", "--socket", socket]).stdout == "-11\n")
+        let overflow = try CLI.run(["plugins", "call", "actor", "add-int8", "200", "1", "--socket", socket])
+        #expect(overflow.status != 0)
+        #expect(overflow.stderr.contains("argument 1 of action 'add-int8' is '200', which does not fit in int8 (-128 to 127)"))
+        // Still serving.
+        #expect(try CLI.run(["plugins", "call", "actor", "not", "false", "--socket", socket]).stdout == "true\n")
+    }
+
     @Test func manifestsAreInspectedOfflineWithoutAHost() throws {
         let directory = Fixtures.temporaryDirectory()
         Fixtures.writeManifest(in: directory, name: "finder", kind: .discovery, library: "libFixtureDiscovery.so")

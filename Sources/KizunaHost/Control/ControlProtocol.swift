@@ -4,16 +4,19 @@ public import KizunaSDK
 public struct ControlRequest: Sendable, Codable, Hashable {
     /// What the request asks for.
     public enum Command: String, Sendable, Codable, Hashable {
-        case list, info, load, unload, reload, status, events
+        case list, info, load, unload, reload, status, events, actions, call
     }
 
     public var command: Command
     /// The plugin name or manifest path, for commands that take one.
     public var argument: String?
+    /// For `call`: the action's name, then its arguments as text.
+    public var arguments: [String]?
 
-    public init(_ command: Command, _ argument: String? = nil) {
+    public init(_ command: Command, _ argument: String? = nil, arguments: [String]? = nil) {
         self.command = command
         self.argument = argument
+        self.arguments = arguments
     }
 }
 
@@ -28,10 +31,14 @@ public struct ControlResponse: Sendable, Codable, Hashable {
     public var event: HostEvent?
     /// For `events`: how many events this subscriber missed because it fell behind.
     public var missedEvents: Int?
+    /// For `actions`.
+    public var actions: [PluginAction]?
+    /// For `call`: the action's result as text.
+    public var result: String?
 
     public init(
         ok: Bool, error: String? = nil, plugins: [PluginInfo]? = nil, plugin: PluginInfo? = nil, status: HostStatus? = nil,
-        event: HostEvent? = nil, missedEvents: Int? = nil
+        event: HostEvent? = nil, missedEvents: Int? = nil, actions: [PluginAction]? = nil, result: String? = nil
     ) {
         self.ok = ok
         self.error = error
@@ -40,6 +47,8 @@ public struct ControlResponse: Sendable, Codable, Hashable {
         self.status = status
         self.event = event
         self.missedEvents = missedEvents
+        self.actions = actions
+        self.result = result
     }
 
     public static func failure(_ message: String) -> ControlResponse { ControlResponse(ok: false, error: message) }

@@ -111,6 +111,15 @@ public final class ControlServer: Sendable {
             case .list: return ControlResponse(ok: true, plugins: try await host.list())
             case .status: return ControlResponse(ok: true, status: try await host.status())
             case .events: return .failure("events is streamed, not answered")
+            case .actions:
+                guard let name = request.argument else { return .failure("'actions' needs a plugin name") }
+                return ControlResponse(ok: true, actions: try await host.actions(name))
+            case .call:
+                guard let name = request.argument, let action = request.arguments?.first else {
+                    return .failure("'call' needs a plugin name and an action name")
+                }
+                let result = try await host.call(name, action: action, arguments: Array(request.arguments!.dropFirst()))
+                return ControlResponse(ok: true, result: result)
             case .info, .load, .unload, .reload:
                 guard let name = request.argument else {
                     return .failure("'\(request.command.rawValue)' needs a plugin name")

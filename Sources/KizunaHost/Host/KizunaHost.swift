@@ -313,6 +313,43 @@ public actor KizunaHost {
         }
     }
 
+    // MARK: Actions
+
+    /// The actions a loaded plugin declares, by name.
+    public func actions(_ name: String) throws(PluginLoadError) -> [PluginAction] {
+        try checkRunning()
+        return try plugin(named: name).manifest.actions.values.sorted { $0.name < $1.name }
+    }
+
+    /// Calls action `action` of plugin `name` with `arguments` converted by the declared
+    /// types, through libffi, as a task of the plugin. Everything is checked before the
+    /// call: the action exists, the arity, each argument's syntax and range, the symbol.
+    /// - Returns: the result as text (empty for void).
+    public func call(_ name: String, action actionName: String, arguments: [String]) async throws(PluginLoadError) -> String {
+        try checkRunning()
+        let loaded = try plugin(named: name)
+        guard let action = loaded.manifest.actions[actionName] else {
+            let known = loaded.manifest.actions.keys.sorted()
+            throw PluginLoadError(
+                .actionUnknown, plugin: name, file: loaded.manifest.path,
+                "declares no action '\(actionName)'; \(known.isEmpty ? "it declares none" : "its actions are \(known.joined(separator: ", "))")")
+        }
+        let values = try ActionCall.convert(arguments, for: action, plugin: name)
+        guard let function = loaded.library.address(of: action.symbol) else {
+            throw PluginLoadError(
+                .actionSymbolMissing, plugin: name, file: loaded.library.path,
+                "action '\(action.name)' names symbol '\(action.symbol)', which the library does not export; export `\(action.signature)` with @_cdecl(\"\(action.symbol)\") or fix 'symbol' in \(loaded.manifest.path)")
+        }
+        let address = UInt(bitPattern: function)
+        do {
+            return try await loaded.scope.spawn(name: "action \(action.name)") {
+                ActionCall.invoke(UnsafeMutableRawPointer(bitPattern: address)!, action, values)
+            }.value
+        } catch {
+            throw PluginLoadError(.hostShutDown, plugin: name, file: "", "the plugin is stopping and takes no more calls")
+        }
+    }
+
     // MARK: Queries
 
     /// Every loaded plugin, in start order.

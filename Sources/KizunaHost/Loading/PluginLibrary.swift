@@ -133,6 +133,14 @@ public struct PluginLibrary: Sendable {
         return object
     }
 
+    /// The actions `manifest` declares whose symbol this library does not export.
+    public func unresolvedActions(of manifest: PluginManifest) -> [PluginAction] {
+        manifest.actions.values.filter { address(of: $0.symbol) == nil }.sorted { $0.name < $1.name }
+    }
+
+    /// The address of `symbol` in this library, if it exports it.
+    func address(of symbol: String) -> UnsafeMutableRawPointer? { dlsym(handle.pointer, symbol) }
+
     /// This library, with its SHA-256 recorded (reload hashes a new build to name its copy).
     func withSHA256(_ digest: String) -> PluginLibrary {
         PluginLibrary(path: path, sha256: digest, fileIdentity: fileIdentity, descriptor: descriptor, handle: handle)

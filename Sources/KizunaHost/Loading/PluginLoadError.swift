@@ -5,6 +5,7 @@ public struct PluginLoadError: Error, Sendable, Hashable, CustomStringConvertibl
         case manifestInvalid, libraryMissing, libraryUnreadable, notASharedLibrary, checksumMismatch, dlopenFailed
         case entrySymbolMissing, badMagic, abiMismatch, sdkMismatch, compilerMismatch, duplicateSDK, kindMismatch
         case notAPlugin, nameClash, requirementMissing, notFound, hostShutDown
+        case actionUnknown, actionArguments, actionSymbolMissing
     }
 
     /// What kind of failure this is.

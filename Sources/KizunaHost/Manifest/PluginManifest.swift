@@ -45,6 +45,8 @@ public struct PluginManifest: Sendable, Hashable {
     public var requires: [PluginKind]
     /// The `[settings]` table, handed to the plugin.
     public var settings: PluginSettings
+    /// The actions the plugin exports, by name (`[actions.NAME]` tables).
+    public var actions: [String: PluginAction]
 
     /// Every kind this plugin needs loaded first.
     public var requiredKinds: [PluginKind] {
@@ -56,8 +58,11 @@ public struct PluginManifest: Sendable, Hashable {
     /// The keys a manifest may have.
     static let knownKeys = [
         "schema", "name", "version", "kind", "library", "sha256", "description", "license", "authors", "provides",
-        "requires", "settings",
+        "requires", "settings", "actions",
     ]
+
+    /// The keys an `[actions.NAME]` table may have.
+    static let actionKeys = ["symbol", "parameters", "returns", "description"]
 
     /// Reads and checks the manifest at `path`.
     /// - Throws: ``ManifestError`` naming the file, the line where known, the field and the fix.
@@ -124,6 +129,7 @@ public struct PluginManifest: Sendable, Hashable {
             return kind
         }
         settings = PluginSettings(try reader.table("settings"))
+        actions = try reader.actions()
     }
 
     static func isValidName(_ name: String) -> Bool {
@@ -232,6 +238,64 @@ private struct FieldReader {
         case .table(let table): return table
         case .some(let other): throw error(key, "must be a table, not \(other.typeNameWithArticle); write [settings] on its own line and the values below it")
         }
+    }
+
+    /// Reads the `[actions.NAME]` tables.
+    func actions() throws(ManifestError) -> [String: PluginAction] {
+        var actions: [String: PluginAction] = [:]
+        for (name, value) in try table("actions").sorted(by: { $0.key < $1.key }) {
+            let field = "actions.\(name)"
+            func fail(_ key: String?, _ message: String) -> ManifestError {
+                let path = key.map { "\(field).\($0)" } ?? field
+                return ManifestError(file: self.path, line: document.lines[path] ?? document.lines[field], field: path, message: message)
+            }
+            guard PluginManifest.isValidName(name) else {
+                throw fail(nil, "'\(name)' is not a valid action name; use lowercase letters, digits and dashes, starting with a letter")
+            }
+            guard case .table(let entry) = value else {
+                throw fail(nil, "must be a table; write [actions.\(name)] with symbol, parameters and returns below it")
+            }
+            for key in entry.keys.sorted() where !PluginManifest.actionKeys.contains(key) {
+                throw fail(key, "is not an action key; use \(PluginManifest.actionKeys.joined(separator: ", "))")
+            }
+            guard case .string(let symbol)? = entry["symbol"] else {
+                throw fail("symbol", "is missing or not a string; give the exported C symbol, as in symbol = \"my_plugin_\(name.replacingOccurrences(of: "-", with: "_"))\"")
+            }
+            guard let first = symbol.unicodeScalars.first, first == "_" || first.properties.isAlphabetic, first.isASCII,
+                symbol.unicodeScalars.allSatisfy({ $0.isASCII && ($0 == "_" || $0.properties.isAlphabetic || ("0"..."9").contains($0)) })
+            else {
+                throw fail("symbol", "'\(symbol)' is not a C identifier; export the function with @_cdecl(\"name\") and give that name")
+            }
+            let known = ActionType.allCases.filter { $0 != .void }.map(\.rawValue).joined(separator: ", ")
+            var parameters: [ActionType] = []
+            switch entry["parameters"] {
+            case nil: break
+            case .array(let values):
+                for value in values {
+                    guard case .string(let text) = value, let type = ActionType(rawValue: text), type != .void else {
+                        throw fail("parameters", "holds \(value); parameter types are \(known)")
+                    }
+                    parameters.append(type)
+                }
+            case .some(let other):
+                throw fail("parameters", "must be an array of type names, not \(other.typeNameWithArticle); write parameters = [\"int32\", \"string\"]")
+            }
+            var returns = ActionType.void
+            switch entry["returns"] {
+            case nil: break
+            case .string(let text):
+                guard let type = ActionType(rawValue: text) else {
+                    throw fail("returns", "'\(text)' is not a result type; use \(known) or void")
+                }
+                returns = type
+            case .some(let other):
+                throw fail("returns", "must be a type name, not \(other.typeNameWithArticle)")
+            }
+            var description: String?
+            if case .string(let text)? = entry["description"] { description = text }
+            actions[name] = PluginAction(name: name, symbol: symbol, parameters: parameters, returns: returns, description: description)
+        }
+        return actions
     }
 
     func distance(_ a: String, _ b: String) -> Int {
