@@ -14,7 +14,7 @@ public func merge<Element: Sendable, Failure: Error>(
     MergeSequence(bases: bases)
 }
 
-/// Merges the given async sequences; see ``merge(_:)-(_[any AsyncSequence<Element, Failure> & Sendable])``.
+/// Merges the given async sequences; see ``merge(_:)``.
 public func merge<Element: Sendable, Failure: Error>(
     _ first: any AsyncSequence<Element, Failure> & Sendable,
     _ rest: any AsyncSequence<Element, Failure> & Sendable...
