@@ -59,12 +59,7 @@ final class WorkerPool: TaskExecutor, @unchecked Sendable {
     private static let spinsBeforeSleep = 32
     private static let maximumSlotStreak = 3
 
-    let threadCount: Int
-    let namePrefix: String
-
     init(threadCount: Int, stackSize: Int, namePrefix: String) throws(RuntimeError) {
-        self.threadCount = threadCount
-        self.namePrefix = namePrefix
         queue.reserveCapacity(1024)
         var started: [PlatformThread] = []
         for index in 0..<threadCount {
