@@ -49,6 +49,16 @@ import Testing
         #expect(await waiter.join() == 1)
     }
 
+    @Test func aTimedWaitSaysWhetherTheSignalCame() async {
+        let signal = ShutdownSignal()
+        #expect(await signal.subscribe().wait(within: .milliseconds(10)) == false)
+        #expect(signal.waitingCount == 0)  // the timed-out waiter left
+        let waiter = Task { await signal.subscribe().wait(within: .seconds(30)) }
+        await waitUntil { signal.waitingCount == 1 }
+        signal.signal()
+        #expect(await waiter.value == true)
+    }
+
     @Test func aCancelledWaiterReturnsAndLeaves() async {
         let signal = ShutdownSignal()
         let waiter = Task { await signal.subscribe().wait() }
@@ -131,6 +141,18 @@ import Testing
         // A second shutdown returns the first one's report.
         let again = await runtime.shutdown(gracePeriod: .seconds(1))
         #expect(again.drained)
+    }
+
+    @Test func aTimedScopeWaitSaysWhetherTheScopeWentIdle() async throws {
+        try await withRuntime { runtime in
+            let scope = runtime.handle.scoped("timed")
+            let gate = Gate()
+            try scope.spawn { await gate.subscribe().wait() }
+            #expect(await scope.waitForScopeTasks(within: .milliseconds(10)) == false)
+            gate.signal()
+            #expect(await scope.waitForScopeTasks(within: .seconds(30)) == true)
+            #expect(scope.taskCount == 0)
+        }
     }
 
     @Test func aScopeIsCancelledWithoutTouchingTheRest() async throws {

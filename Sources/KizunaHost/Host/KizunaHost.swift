@@ -226,10 +226,10 @@ public actor KizunaHost {
         if !returned {
             setState(loaded, .stopping)
             loaded.shutdown.signal()
-            returned = await Self.wait(for: loaded.runFinished, within: configuration.stopGracePeriod)
+            returned = await loaded.runFinished.subscribe().wait(within: configuration.stopGracePeriod)
             if !returned {
                 loaded.leftoverTasks += Self.countLeftovers(loaded.scope.cancelScope(), of: loaded)
-                returned = await Self.wait(for: loaded.runFinished, within: configuration.cancellationGracePeriod)
+                returned = await loaded.runFinished.subscribe().wait(within: configuration.cancellationGracePeriod)
             }
         }
         // A stuck plugin's tasks were cancelled and counted above; waiting again is pointless.
@@ -251,50 +251,14 @@ public actor KizunaHost {
     /// counts the ones still alive, never hiding them, and waits the grace period again.
     private func settleLeftovers(of loaded: LoadedPlugin) async {
         guard loaded.scope.taskCount > 0 else { return }
-        if await Self.waitUntilIdle(loaded.scope, within: configuration.cancellationGracePeriod) { return }
+        if await loaded.scope.waitForScopeTasks(within: configuration.cancellationGracePeriod) { return }
         loaded.leftoverTasks += Self.countLeftovers(loaded.scope.cancelScope(), of: loaded)
-        _ = await Self.waitUntilIdle(loaded.scope, within: configuration.cancellationGracePeriod)
-    }
-
-    /// Waits until `scope` has no task alive or `limit` passes; true if it went idle.
-    private static func waitUntilIdle(_ scope: RuntimeHandle, within limit: Duration) async -> Bool {
-        if scope.taskCount == 0 { return true }
-        return await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                await scope.waitForScopeTasks()
-                return !Task.isCancelled
-            }
-            group.addTask {
-                try? await Task.sleep(for: limit)
-                return false
-            }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first || scope.taskCount == 0
-        }
+        _ = await loaded.scope.waitForScopeTasks(within: configuration.cancellationGracePeriod)
     }
 
     /// The cancelled tasks other than the plugin's `run`.
     private static func countLeftovers(_ cancelled: [String], of loaded: LoadedPlugin) -> Int {
         cancelled.filter { $0 != "\(loaded.manifest.name).run" }.count
-    }
-
-    /// Waits until `signal` fires or `limit` passes; true if it fired.
-    private static func wait(for signal: ShutdownSignal, within limit: Duration) async -> Bool {
-        if signal.isSignalled { return true }
-        return await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                await signal.subscribe().wait()
-                return signal.isSignalled
-            }
-            group.addTask {
-                try? await Task.sleep(for: limit)
-                return false
-            }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first || signal.isSignalled
-        }
     }
 
     // MARK: Routing

@@ -237,19 +237,8 @@ final class RuntimeCore: Sendable {
 
     /// Waits until every tracker is idle or `limit` passes; returns true if all went idle.
     private static func waitUntilIdle(_ trackers: [TaskTracker], within limit: Duration) async -> Bool {
-        if trackers.allSatisfy({ $0.count == 0 }) { return true }
-        return await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                for tracker in trackers { await tracker.waitUntilIdle() }
-                return !Task.isCancelled
-            }
-            group.addTask {
-                try? await Task.sleep(for: limit)
-                return false
-            }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first && trackers.allSatisfy { $0.count == 0 }
+        await wait(until: { trackers.allSatisfy { $0.count == 0 } }, within: limit) {
+            for tracker in trackers { await tracker.waitUntilIdle() }
         }
     }
 }

@@ -187,6 +187,13 @@ public struct RuntimeHandle: Sendable {
 
     /// Returns when every task of this scope has finished, or when the calling task is cancelled.
     public func waitForScopeTasks() async { await tracker.waitUntilIdle() }
+
+    /// Waits until every task of this scope has finished, for at most `limit`.
+    /// - Returns: true if the scope went idle.
+    public func waitForScopeTasks(within limit: Duration) async -> Bool {
+        let tracker = tracker
+        return await wait(until: { tracker.count == 0 }, within: limit) { await tracker.waitUntilIdle() }
+    }
 }
 
 /// Decides, exactly once, whether a task with a timeout finished or timed out.

@@ -82,6 +82,13 @@ public struct ShutdownSubscription: Sendable, AsyncSequence {
     /// Returns when shutdown is signalled, or early if the calling task is cancelled.
     public func wait() async { await signal.wait() }
 
+    /// Waits for shutdown to be signalled, for at most `limit`.
+    /// - Returns: true if it was signalled.
+    public func wait(within limit: Duration) async -> Bool {
+        let signal = signal
+        return await KizunaSDK.wait(until: { signal.isSignalled }, within: limit) { await signal.wait() }
+    }
+
     public func makeAsyncIterator() -> Iterator { Iterator(signal: signal) }
 
     /// Yields one element when shutdown is signalled, then ends. Ends early on cancellation.
