@@ -16,6 +16,14 @@ let fixturePlugins = [
     "FixtureOtherCompiler", "FixtureForeignSDK",
 ]
 
+/// The built-in plugins: one folder each in Plugins/, one dynamic library each, with a
+/// manifest in manifests/. Only these link SwiftNIO and swift-crypto of their own; no type
+/// of those packages crosses the plugin boundary.
+let builtinPlugins: [(product: String, folder: String, dependencies: [Target.Dependency])] = [
+    ("KizunaTransportTCP", "TransportTCP", [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
+    ("KizunaDiscoveryMDNS", "DiscoveryMDNS", []),
+]
+
 let package = Package(
     name: "kizuna",
     products: [
@@ -29,6 +37,7 @@ let package = Package(
         .package(path: "plugin-sdk"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         .target(name: "CKizunaHost"),
@@ -45,6 +54,8 @@ let package = Package(
     ]
 )
 
+package.products += builtinPlugins.map { .library(name: $0.product, type: .dynamic, targets: [$0.product]) }
+package.targets += builtinPlugins.map { .target(name: $0.product, dependencies: [sdk] + $0.dependencies, path: "Plugins/\($0.folder)") }
 package.products += fixturePlugins.map { .library(name: $0, type: .dynamic, targets: [$0]) }
 package.targets += fixturePlugins.map { .target(name: $0, dependencies: [sdk], path: "Tests/Fixtures/\($0)") }
 

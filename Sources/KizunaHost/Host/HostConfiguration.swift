@@ -22,6 +22,13 @@ public struct HostConfiguration: Sendable {
     public var cancellationGracePeriod: Duration
     /// Where reloaded builds are copied (content-addressed) before they are opened.
     public var stateDirectory: String
+    /// The host's identity on the network; a fresh random one unless set.
+    public var hostID: PeerID
+    /// The host's name for people; the machine's host name unless set.
+    public var hostName: String
+    /// Settings given to every plugin of a kind, over those of its manifest (how
+    /// `kizuna run --receive-dir` reaches the file-transfer plugin).
+    public var settingsByKind: [PluginKind: [String: SettingValue]]
 
     /// Creates a configuration; every argument has the documented default.
     public init(
@@ -32,7 +39,10 @@ public struct HostConfiguration: Sendable {
         controlSocketPath: String? = nil,
         stopGracePeriod: Duration = .seconds(5),
         cancellationGracePeriod: Duration = .seconds(1),
-        stateDirectory: String? = nil
+        stateDirectory: String? = nil,
+        hostID: PeerID? = nil,
+        hostName: String? = nil,
+        settingsByKind: [PluginKind: [String: SettingValue]] = [:]
     ) {
         let environment = ProcessInfo.processInfo.environment
         self.runtime = runtime
@@ -43,6 +53,15 @@ public struct HostConfiguration: Sendable {
         self.stopGracePeriod = stopGracePeriod
         self.cancellationGracePeriod = cancellationGracePeriod
         self.stateDirectory = stateDirectory ?? NSTemporaryDirectory() + "kizuna-\(getuid())-\(getpid())"
+        self.hostID = hostID ?? PeerID(Self.randomIdentifier())
+        self.hostName = hostName ?? ProcessInfo.processInfo.hostName
+        self.settingsByKind = settingsByKind
+    }
+
+    /// 16 random hexadecimal digits.
+    static func randomIdentifier() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return String(generator.next() as UInt64, radix: 16).leftPadded(to: 16)
     }
 
     /// Every directory searched for manifests, in order.
@@ -61,5 +80,11 @@ public struct HostConfiguration: Sendable {
     static var executableDirectory: String {
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         return (executable as NSString).deletingLastPathComponent
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 public import KizunaSDK
+import Synchronization
 
 /// A Kizuna host: the runtime, the event bus, the shared state, and the plugins that
 /// provide every subsystem, each moved through its lifecycle here.
@@ -22,6 +23,14 @@ public actor KizunaHost {
     /// Plugin names in the order they were started.
     private var startOrder: [String] = []
     private var isShutDown = false
+    /// What running plugins provide, for ``HostIdentity/services``, readable from any thread.
+    private nonisolated let offeredServices = Mutex<[String]>([])
+    /// Who this host is, as its plugins announce it.
+    public nonisolated var identity: HostIdentity {
+        HostIdentity(
+            id: configuration.hostID, name: configuration.hostName, version: SDKInfo.version,
+            services: { [weak self] in self?.offeredServices.withLock { $0 } ?? [] })
+    }
 
     /// Creates a host and starts its runtime; no plugin is loaded yet.
     /// - Throws: ``RuntimeError`` if the runtime configuration is invalid.
@@ -100,9 +109,10 @@ public actor KizunaHost {
         if manifest.requiredKinds.contains(.transport), case .transport(let running)? = runningPlugin(of: .transport)?.object {
             transport = running
         }
+        let settings = PluginSettings(manifest.settings.values.merging(configuration.settingsByKind[manifest.kind] ?? [:]) { $1 })
         let context = PluginContext(
-            name: manifest.name, runtime: loaded.scope, shutdown: loaded.shutdown.subscribe(), events: loaded.bus,
-            state: state, settings: manifest.settings, logger: Logger(label: "kizuna.plugin.\(manifest.name)"),
+            name: manifest.name, host: identity, runtime: loaded.scope, shutdown: loaded.shutdown.subscribe(), events: loaded.bus,
+            state: state, settings: settings, logger: Logger(label: "kizuna.plugin.\(manifest.name)"),
             transport: transport, inbound: loaded.inbound,
             router: { [weak self] connection in await self?.route(connection) })
         setState(loaded, .starting)
@@ -396,6 +406,8 @@ public actor KizunaHost {
 
     private func setState(_ loaded: LoadedPlugin, _ state: PluginState) {
         loaded.state = state
+        let services = Set(plugins.values.filter { $0.state == .running }.flatMap(\.manifest.provides)).sorted()
+        offeredServices.withLock { $0 = services }
         events.publish(.pluginStateChanged(name: loaded.manifest.name, state: state))
     }
 

@@ -29,7 +29,7 @@ final class FixtureFileTransfer: FileTransferPlugin {
         server.cancel()
     }
 
-    func send(path: String, to peer: Peer) async throws -> TransferProgress {
+    func send(path: String, to peer: Peer, progress: @escaping @Sendable (TransferProgress) -> Void) async throws -> TransferProgress {
         guard let transport = await startedTransport() else {
             throw RuntimeError(.closed, "no transport: the host hands one to file-transfer plugins")
         }
@@ -40,6 +40,8 @@ final class FixtureFileTransfer: FileTransferPlugin {
         let reply = try await connection.receive() ?? []
         await connection.close()
         let count = Int64(String(decoding: reply, as: UTF8.self)) ?? -1
+        let done = TransferProgress(id: "fixture", peer: peer.id, name: (path as NSString).lastPathComponent, bytesDone: count, bytesTotal: Int64(bytes.count), outgoing: true)
+        progress(done)
         return TransferProgress(id: "fixture", peer: peer.id, name: (path as NSString).lastPathComponent, bytesDone: count, bytesTotal: Int64(bytes.count), outgoing: true)
     }
 }

@@ -5,6 +5,9 @@ final class FixtureStreaming: StreamingPlugin {
     // Calls may come as soon as the host has started run; they wait for run to hand over
     // the transport.
     private let transport = WatchChannel<(any TransportPlugin)?>(nil)
+    private let deliveries = BroadcastChannel<StreamDelivery>(capacity: 16)
+
+    func watch() -> BroadcastReceiver<StreamDelivery> { deliveries.subscribe() }
 
     private func startedTransport() async -> (any TransportPlugin)? {
         for await value in transport.subscribe() where value != nil { return value }

@@ -4,6 +4,8 @@ public enum HostEvent: Sendable, Hashable, Codable {
     case peerLost(PeerID)
     case connectionUp(ConnectionInfo)
     case connectionDown(ConnectionInfo)
+    /// A peer offers a transfer; the receiver accepts or refuses it.
+    case transferOffered(TransferProgress)
     case transferProgress(TransferProgress)
     case transferDone(TransferProgress)
     case transferFailed(TransferProgress, reason: String)
@@ -19,6 +21,7 @@ public enum HostEvent: Sendable, Hashable, Codable {
         case .peerLost(let id): "peer lost: \(id)"
         case .connectionUp(let info): "connection up: \(info.id) \(info.inbound ? "from" : "to") \(info.peer) for \(info.service)"
         case .connectionDown(let info): "connection down: \(info.id) \(info.peer)"
+        case .transferOffered(let progress): "transfer \(progress.id) offered by \(progress.peer): \(progress.name), \(progress.bytesTotal) bytes"
         case .transferProgress(let progress): "transfer \(progress.id) \(progress.name): \(progress.bytesDone)/\(progress.bytesTotal) bytes"
         case .transferDone(let progress): "transfer \(progress.id) \(progress.name) done: \(progress.bytesTotal) bytes"
         case .transferFailed(let progress, let reason): "transfer \(progress.id) \(progress.name) failed: \(reason)"
@@ -108,7 +111,7 @@ public final class SharedState: Sendable {
             case .peerLost(let id): tables.peers[id] = nil
             case .connectionUp(let info): tables.connections[info.id] = info
             case .connectionDown(let info): tables.connections[info.id] = nil
-            case .transferProgress(let progress): tables.transfers[progress.id] = progress
+            case .transferOffered(let progress), .transferProgress(let progress): tables.transfers[progress.id] = progress
             case .transferDone(let progress), .transferFailed(let progress, _): tables.transfers[progress.id] = nil
             case .streamStarted, .streamEnded: break
             case .pluginStateChanged(let name, let state): tables.plugins[name] = state

@@ -26,15 +26,31 @@ public protocol TransportPlugin: Plugin {
     func connect(to address: PeerAddress, service: String) async throws -> any Connection
 }
 
-/// Sends files and directories to peers over the transport it is given.
+/// Sends files and directories to peers over the transport it is given, and receives them.
 public protocol FileTransferPlugin: Plugin {
-    /// Sends the file or directory at `path` to `peer`; returns once the peer has verified
-    /// and stored it.
-    func send(path: String, to peer: Peer) async throws -> TransferProgress
+    /// Sends the file or directory at `path` (an absolute path) to `peer`; returns once the
+    /// peer has verified and stored everything. `progress` is called as bytes are
+    /// acknowledged, as well as the same progress being published on the event bus.
+    func send(path: String, to peer: Peer, progress: @escaping @Sendable (TransferProgress) -> Void) async throws -> TransferProgress
 }
 
-/// Streams live frames to peers over the transport it is given.
+/// Streams live frames to peers over the transport it is given, and hands the frames of
+/// incoming streams to viewers.
 public protocol StreamingPlugin: Plugin {
     /// Streams `frames` to `peer` until the sequence ends; returns the stream's identifier.
     func stream(_ frames: any AsyncSequence<Frame, any Error> & Sendable, to peer: Peer) async throws -> String
+    /// Everything incoming streams deliver from now on. A viewer that reads slower than
+    /// frames arrive misses the oldest ones and is told how many
+    /// (``BroadcastMessage/lagged(_:)``): memory stays bounded and the stream stays live.
+    func watch() -> BroadcastReceiver<StreamDelivery>
+}
+
+/// What an incoming stream delivers to its viewers.
+public enum StreamDelivery: Sendable, Hashable {
+    /// A peer started stream `id`.
+    case started(id: String, peer: PeerID)
+    /// A frame of stream `id`.
+    case frame(id: String, Frame)
+    /// Stream `id` ended; `framesDropped` frames were dropped on the way.
+    case ended(id: String, framesDropped: UInt64)
 }

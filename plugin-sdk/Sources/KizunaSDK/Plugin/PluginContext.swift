@@ -1,8 +1,33 @@
+/// Who the host is, as plugins announce it to peers.
+public struct HostIdentity: Sendable {
+    /// The host's identity on the network, stable while it runs.
+    public var id: PeerID
+    /// A name for people (by default the machine's host name).
+    public var name: String
+    /// The Kizuna version the host runs.
+    public var version: String
+    private let currentServices: @Sendable () -> [String]
+
+    /// Creates an identity; `services` tells, whenever asked, the services the host's
+    /// running plugins provide.
+    public init(id: PeerID, name: String, version: String, services: @escaping @Sendable () -> [String] = { [] }) {
+        self.id = id
+        self.name = name
+        self.version = version
+        currentServices = services
+    }
+
+    /// The services (such as `file-transfer` and `streaming`) the host offers right now.
+    public var services: [String] { currentServices() }
+}
+
 /// What the host hands a plugin: a runtime handle, its shutdown subscription, the event
 /// bus, the shared state, its settings, a logger, and the subsystems it requires.
 public final class PluginContext: Sendable {
     /// The plugin's name, from its manifest.
     public let name: String
+    /// The host the plugin runs in.
+    public let host: HostIdentity
     /// A runtime handle scoped to this plugin: its tasks run on the host's workers, are
     /// counted as the plugin's, and are cancelled when the plugin goes away.
     public let runtime: RuntimeHandle
@@ -24,11 +49,12 @@ public final class PluginContext: Sendable {
 
     /// Creates a context. Hosts (and the SDK's test kit) call this; plugins receive one.
     public init(
-        name: String, runtime: RuntimeHandle, shutdown: ShutdownSubscription, events: EventBus, state: SharedState,
+        name: String, host: HostIdentity, runtime: RuntimeHandle, shutdown: ShutdownSubscription, events: EventBus, state: SharedState,
         settings: PluginSettings, logger: Logger, transport: (any TransportPlugin)?,
         inbound: BoundedChannel<any Connection>, router: @escaping @Sendable (any Connection) async -> Void
     ) {
         self.name = name
+        self.host = host
         self.runtime = runtime
         self.shutdown = shutdown
         self.events = events

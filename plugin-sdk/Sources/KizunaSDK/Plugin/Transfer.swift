@@ -12,15 +12,19 @@ public struct TransferProgress: Sendable, Hashable, Codable {
     public var bytesTotal: Int64
     /// True when this host is the sender.
     public var outgoing: Bool
+    /// Bytes that were already at the receiver from an interrupted attempt, and were not
+    /// sent again (0 for a fresh transfer).
+    public var resumedFrom: Int64
 
     /// Creates a progress record.
-    public init(id: String, peer: PeerID, name: String, bytesDone: Int64, bytesTotal: Int64, outgoing: Bool) {
+    public init(id: String, peer: PeerID, name: String, bytesDone: Int64, bytesTotal: Int64, outgoing: Bool, resumedFrom: Int64 = 0) {
         self.id = id
         self.peer = peer
         self.name = name
         self.bytesDone = bytesDone
         self.bytesTotal = bytesTotal
         self.outgoing = outgoing
+        self.resumedFrom = resumedFrom
     }
 
     /// The fraction done, from 0 to 1.

@@ -1,0 +1,140 @@
+import KizunaSDK
+import NIOCore
+import Synchronization
+
+/// One TCP connection after its handshake: messages out through NIO's async writer (which
+/// waits while the socket is not writable), messages in through a small bounded buffer fed
+/// by a pump task (while the buffer is full the pump stops reading, so NIO stops reading
+/// the socket and TCP slows the peer down).
+final class TCPConnection: Connection {
+    let peer: PeerID
+    let service: String
+    let info: ConnectionInfo
+    private let channel: any Channel
+    private let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+    fileprivate let incoming: BoundedChannel<[UInt8]>
+    fileprivate let failure = Mutex<TransportError?>(nil)
+
+    private init(peer: PeerID, service: String, info: ConnectionInfo, channel: any Channel, outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, buffer: Int) {
+        self.peer = peer
+        self.service = service
+        self.info = info
+        self.channel = channel
+        self.outbound = outbound
+        incoming = BoundedChannel(capacity: buffer)
+    }
+
+    func send(_ message: [UInt8]) async throws {
+        do {
+            try await outbound.write(ByteBuffer(bytes: message))
+        } catch {
+            throw failure.withLock { $0 } ?? TransportError("the connection to \(peer) is closed")
+        }
+    }
+
+    func receive() async throws -> [UInt8]? {
+        if let message = await incoming.receive() { return message }
+        if let failure = failure.withLock({ $0 }) { throw failure }
+        return nil
+    }
+
+    /// Sends what is queued, then a FIN; the connection is gone once the peer closes too,
+    /// or after two seconds at most.
+    func close() async {
+        incoming.finish()
+        outbound.finish()
+        let channel = channel
+        channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
+    }
+
+    /// Cuts the connection at once (for shutdown).
+    func abort() {
+        incoming.finish()
+        channel.close(promise: nil)
+    }
+
+    /// The handshake, in two parts: what this side says first (the hello, when it
+    /// connects), and how it takes the peer's first message, returning the peer and service.
+    struct Handshake: Sendable {
+        var opening: @Sendable (NIOAsyncChannelOutboundWriter<ByteBuffer>) async throws -> Void = { _ in }
+        var answer: @Sendable (ByteBuffer, NIOAsyncChannelOutboundWriter<ByteBuffer>) async throws -> (PeerID, String)
+    }
+
+    /// Runs `handshake` on `channel` within `timeout`, then returns the connection while a
+    /// task of the plugin keeps pumping its inbound messages until it closes.
+    static func open(
+        _ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, server: TCPTransport.Server, inbound: Bool, timeout: TimeAmount,
+        handshake: Handshake
+    ) async throws -> TCPConnection {
+        let raw = channel.channel
+        let deadline = raw.eventLoop.scheduleTask(in: timeout) { raw.close(promise: nil) }
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<TCPConnection, any Error>) in
+            let started = try? server.context.runtime.spawn(name: inbound ? "tcp inbound" : "tcp outbound") {
+                try? await channel.executeThenClose { messages, outbound in
+                    var connection: TCPConnection?
+                    do {
+                        try await handshake.opening(outbound)
+                        for try await message in messages {
+                            if let connection {
+                                try await connection.deliver(message)
+                                continue
+                            }
+                            let (peer, service) = try await handshake.answer(message, outbound)
+                            deadline.cancel()
+                            let info = ConnectionInfo(id: server.registry.nextID(), peer: peer, service: service, inbound: inbound)
+                            let opened = TCPConnection(peer: peer, service: service, info: info, channel: raw, outbound: outbound, buffer: server.options.inboundBuffer)
+                            server.registry.add(opened)
+                            server.context.events.publish(.connectionUp(info))
+                            continuation.resume(returning: opened)
+                            connection = opened
+                        }
+                        if connection == nil { throw TransportError("the peer closed the connection during the handshake") }
+                    } catch {
+                        deadline.cancel()
+                        if let connection {
+                            connection.failure.withLock { $0 = TransportError("the connection to \(connection.peer) failed: \(error)") }
+                        } else {
+                            continuation.resume(throwing: raw.isActive ? error : TransportError("handshake failed: \(error) (or it took longer than \(timeout))"))
+                        }
+                    }
+                    guard let connection else { return }
+                    connection.incoming.finish()
+                    server.registry.remove(connection)
+                    server.context.events.publish(.connectionDown(connection.info))
+                }
+            }
+            if started == nil {
+                raw.close(promise: nil)
+                continuation.resume(throwing: TransportError("the transport is shutting down"))
+            }
+        }
+    }
+
+    /// Hands one inbound message to the buffer, waiting while it is full (NIO stops reading
+    /// meanwhile). Once this side has closed, messages are dropped, so reading goes on and
+    /// the last writes can still go out.
+    private func deliver(_ message: ByteBuffer) async throws {
+        guard !incoming.isFinished else { return }
+        try? await incoming.send(Array(message.readableBytesView))
+    }
+}
+
+/// The transport's open connections, so shutdown can close them, and their identifiers.
+final class ConnectionRegistry: Sendable {
+    private let state = Mutex<(next: Int, open: [String: TCPConnection])>((0, [:]))
+
+    func nextID() -> String {
+        state.withLock {
+            $0.next += 1
+            return "tcp-\($0.next)"
+        }
+    }
+
+    func add(_ connection: TCPConnection) { state.withLock { $0.open[connection.info.id] = connection } }
+    func remove(_ connection: TCPConnection) { state.withLock { $0.open[connection.info.id] = nil } }
+
+    func closeAll() async {
+        let open = state.withLock { Array($0.open.values) }
+        for connection in open { connection.abort() }
+    }
+}

@@ -1,0 +1,152 @@
+// The built-in transport: TCP on SwiftNIO. Every message is a frame (a 4-byte big-endian
+// length, then the bytes). A connection starts with a handshake: the side that connects
+// sends a hello naming its host id and the service the connection is for, and the side
+// that accepts answers with its own id, or with the reason it refuses.
+import KizunaSDK
+import NIOCore
+import NIOPosix
+import Synchronization
+
+final class TCPTransport: TransportPlugin {
+    /// The running server, once `run` has bound it.
+    private let server = WatchChannel<Server?>(nil)
+
+    /// What `run` set up, for the calls that come from other plugins.
+    struct Server: Sendable {
+        let context: PluginContext
+        let group: MultiThreadedEventLoopGroup
+        let address: PeerAddress
+        let options: Options
+        let registry: ConnectionRegistry
+    }
+
+    struct Options: Sendable {
+        var listenHost = "127.0.0.1"
+        var port = 0
+        var threads = 1
+        var maxMessageBytes = 16 << 20
+        var handshakeTimeout = TimeAmount.seconds(5)
+        var connectTimeout = TimeAmount.seconds(5)
+        var inboundBuffer = 8
+
+        init(_ settings: PluginSettings) {
+            if let host = settings.string("listen-host") { listenHost = host }
+            if let port = settings.integer("port") { self.port = Int(port) }
+            if let threads = settings.integer("threads") { self.threads = max(1, Int(threads)) }
+            if let bytes = settings.integer("max-message-bytes") { maxMessageBytes = max(1024, Int(bytes)) }
+            if let ms = settings.integer("handshake-timeout-ms") { handshakeTimeout = .milliseconds(max(1, ms)) }
+            if let ms = settings.integer("connect-timeout-ms") { connectTimeout = .milliseconds(max(1, ms)) }
+        }
+    }
+
+    func run(context: PluginContext) async throws {
+        let options = Options(context.settings)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: options.threads)
+        let registry = ConnectionRegistry()
+        do {
+            let listener = try await ServerBootstrap(group: group)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.socketOption(.so_keepalive), value: 1)
+                .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 64 << 10, maximum: 1 << 20))
+                .bind(host: options.listenHost, port: options.port) { channel in
+                    channel.eventLoop.makeCompletedFuture { try Self.wrap(channel, options: options) }
+                }
+            let port = listener.channel.localAddress?.port ?? options.port
+            let address = PeerAddress(host: options.listenHost, port: port)
+            let running = Server(context: context, group: group, address: address, options: options, registry: registry)
+            server.send(running)
+            context.logger.info("listening", metadata: ["address": "\(address)"])
+
+            let closer = try context.runtime.spawn(name: "close-listener") {
+                await context.shutdown.wait()
+                try? await listener.channel.close()
+            }
+            try await listener.executeThenClose { inbound in
+                for try await child in inbound {
+                    _ = try? context.runtime.spawn(name: "inbound connection") {
+                        await Self.accept(child, server: running)
+                    }
+                }
+            }
+            closer.cancel()
+        } catch {
+            server.finish()
+            try? await group.shutdownGracefully()
+            throw TransportError("cannot listen on \(options.listenHost):\(options.port): \(error); set 'listen-host' and 'port' in the transport's [settings]")
+        }
+        await registry.closeAll()
+        server.finish()
+        try? await group.shutdownGracefully()
+    }
+
+    func listeningAddress() async -> PeerAddress? { await runningServer()?.address }
+
+    func connect(to address: PeerAddress, service: String) async throws -> any Connection {
+        guard let server = await runningServer() else { throw TransportError("the TCP transport is not running") }
+        let options = server.options
+        let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+        do {
+            channel = try await ClientBootstrap(group: server.group)
+                .connectTimeout(options.connectTimeout)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(.socketOption(.so_keepalive), value: 1)
+                .channelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 64 << 10, maximum: 1 << 20))
+                .connect(host: address.host, port: address.port) { channel in
+                    channel.eventLoop.makeCompletedFuture { try Self.wrap(channel, options: options) }
+                }
+        } catch {
+            throw TransportError("cannot connect to \(address): \(error)")
+        }
+        let hello = Handshake.Hello(id: server.context.host.id.rawValue, name: server.context.host.name, service: service)
+        let handshake = TCPConnection.Handshake(
+            opening: { outbound in try await outbound.write(Handshake.encode(hello)) },
+            answer: { reply, _ in
+                let answer = try Handshake.decode(Handshake.Reply.self, from: reply)
+                if let refusal = answer.error { throw TransportError("\(address) refused the connection: \(refusal)") }
+                return (PeerID(answer.id ?? "unknown"), service)
+            })
+        return try await TCPConnection.open(channel, server: server, inbound: false, timeout: options.handshakeTimeout, handshake: handshake)
+    }
+
+    private func runningServer() async -> Server? {
+        for await value in server.subscribe() {
+            if let value { return value }
+        }
+        return nil
+    }
+
+    private static func accept(_ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, server: Server) async {
+        let me = server.context.host.id.rawValue
+        let handshake = TCPConnection.Handshake(answer: { first, outbound in
+            let hello: Handshake.Hello
+            do {
+                hello = try Handshake.decode(Handshake.Hello.self, from: first)
+            } catch {
+                try? await outbound.write(Handshake.encode(Handshake.Reply(id: me, error: "\(error)")))
+                throw error
+            }
+            try await outbound.write(Handshake.encode(Handshake.Reply(id: me, error: nil)))
+            return (PeerID(hello.id), hello.service)
+        })
+        let connection = try? await TCPConnection.open(channel, server: server, inbound: true, timeout: server.options.handshakeTimeout, handshake: handshake)
+        if let connection { await server.context.routeInbound(connection) }
+    }
+
+    /// Puts the framing handlers and the async bridge on a new channel.
+    private static func wrap(_ channel: any Channel, options: Options) throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxMessageBytes: options.maxMessageBytes)))
+        try channel.pipeline.syncOperations.addHandler(FrameEncoder())
+        return try NIOAsyncChannel(
+            wrappingChannelSynchronously: channel,
+            configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: options.inboundBuffer), isOutboundHalfClosureEnabled: true))
+    }
+}
+
+/// What went wrong in the transport, in words.
+struct TransportError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+@_cdecl("kizuna_plugin_entry") public func kizunaPluginEntry() -> UnsafeRawPointer { exportPlugin { TCPTransport() } }
