@@ -22,6 +22,8 @@ let fixturePlugins = [
 let builtinPlugins: [(product: String, folder: String, dependencies: [Target.Dependency])] = [
     ("KizunaTransportTCP", "TransportTCP", [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
     ("KizunaDiscoveryMDNS", "DiscoveryMDNS", []),
+    ("KizunaFileTransfer", "FileTransfer", [.product(name: "Crypto", package: "swift-crypto")]),
+    ("KizunaStreaming", "Streaming", []),
 ]
 
 let package = Package(

@@ -9,7 +9,7 @@ struct Kizuna: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kizuna",
         abstract: "Connect nearby devices: a plugin host for discovery, transport, file transfer and streaming.",
-        subcommands: [Run.self, Plugins.self, Status.self, Events.self])
+        subcommands: [Run.self, Peers.self, Send.self, Stream.self, Watch.self, Plugins.self, Status.self, Events.self, Demo.self])
 }
 
 /// Options every command that talks to a running host takes.
@@ -47,10 +47,32 @@ struct Run: AsyncParsableCommand {
     @Option(name: .long, help: "Runtime worker threads (default: the CPUs this process may use).")
     var workers: Int?
 
+    @Option(name: .long, help: "Where received files go (the file-transfer plugin's receive-dir setting).")
+    var receiveDir: String?
+
+    @Option(name: .long, help: "Incoming transfers: auto (accept all), ask (wait for `kizuna plugins call file-transfer accept ID`) or refuse.")
+    var accept: AcceptPolicy?
+
+    @Option(name: .long, help: "This host's name for people (default: the machine's host name).")
+    var name: String?
+
+    @Option(name: .long, help: "This host's identity among peers (default: random for each run).")
+    var id: String?
+
+    @Flag(name: .long, help: "Do not print peers, transfers and streams as they happen.")
+    var quiet = false
+
+    enum AcceptPolicy: String, ExpressibleByArgument, CaseIterable { case auto, ask, refuse }
+
     func run() async throws {
         var runtime = RuntimeConfiguration()
         if let workers { runtime.workerThreads = workers }
-        let configuration = HostConfiguration(runtime: runtime, pluginsDirectory: pluginsDir, controlSocketPath: socket)
+        var transfer: [String: SettingValue] = [:]
+        if let receiveDir { transfer["receive-dir"] = .string(URL(fileURLWithPath: receiveDir).standardizedFileURL.path) }
+        if let accept { transfer["accept"] = .string(accept.rawValue) }
+        let configuration = HostConfiguration(
+            runtime: runtime, pluginsDirectory: pluginsDir, controlSocketPath: socket, hostID: id.map { PeerID($0) }, hostName: name,
+            settingsByKind: [.fileTransfer: transfer])
         let host = try KizunaHost(configuration: configuration)
         let server: ControlServer
         do {
@@ -64,13 +86,29 @@ struct Run: AsyncParsableCommand {
         // Status lines go straight to the descriptor, so a supervisor reading a pipe sees
         // "host running" when it happens.
         let plugins = try await host.list()
-        writeLine("kizuna: host running, \(plugins.count) plugin(s), control socket \(server.path)")
+        if !quiet { narrate(host) }
+        writeLine("kizuna: host running as \(configuration.hostName) (\(configuration.hostID)), \(plugins.count) plugin(s), control socket \(server.path)")
         for plugin in plugins { writeLine("  \(plugin.name) (\(plugin.kind) \(plugin.version)): \(plugin.state)") }
         let signal = await TerminationSignal.wait()
         writeLine("kizuna: \(signal), shutting down")
         server.stop()
         let report = await host.shutdown()
         writeLine("kizuna: stopped; runtime \(report)")
+    }
+}
+
+/// Prints what happens between hosts (peers, transfers, streams) as it happens.
+private func narrate(_ host: KizunaHost) {
+    let events = host.events.subscribe()
+    _ = try? host.runtime.handle.spawn(name: "narrate") {
+        for await message in events {
+            guard case .element(let event) = message else { continue }
+            switch event {
+            case .peerFound, .peerLost, .transferOffered, .transferDone, .transferFailed, .streamStarted, .streamEnded:
+                writeLine("kizuna: \(event.summary)")
+            default: break
+            }
+        }
     }
 }
 

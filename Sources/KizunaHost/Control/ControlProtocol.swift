@@ -5,6 +5,9 @@ public struct ControlRequest: Sendable, Codable, Hashable {
     /// What the request asks for.
     public enum Command: String, Sendable, Codable, Hashable {
         case list, info, load, unload, reload, status, events, actions, call
+        /// Subsystems: found peers; send a file (`argument` the path, `arguments` the peer);
+        /// stream to a peer (`argument`; then binary chunks, see ``ControlServer``); watch.
+        case peers, send, stream, watch
     }
 
     public var command: Command
@@ -35,10 +38,17 @@ public struct ControlResponse: Sendable, Codable, Hashable {
     public var actions: [PluginAction]?
     /// For `call`: the action's result as text.
     public var result: String?
+    /// For `peers`.
+    public var peers: [Peer]?
+    /// For `send`: progress lines, then the final one.
+    public var progress: TransferProgress?
+    /// For `stream` and `watch`: the stream, once it starts, and its figures when it ends.
+    public var stream: StreamReport?
 
     public init(
         ok: Bool, error: String? = nil, plugins: [PluginInfo]? = nil, plugin: PluginInfo? = nil, status: HostStatus? = nil,
-        event: HostEvent? = nil, missedEvents: Int? = nil, actions: [PluginAction]? = nil, result: String? = nil
+        event: HostEvent? = nil, missedEvents: Int? = nil, actions: [PluginAction]? = nil, result: String? = nil,
+        peers: [Peer]? = nil, progress: TransferProgress? = nil, stream: StreamReport? = nil
     ) {
         self.ok = ok
         self.error = error
@@ -49,9 +59,30 @@ public struct ControlResponse: Sendable, Codable, Hashable {
         self.missedEvents = missedEvents
         self.actions = actions
         self.result = result
+        self.peers = peers
+        self.progress = progress
+        self.stream = stream
     }
 
     public static func failure(_ message: String) -> ControlResponse { ControlResponse(ok: false, error: message) }
+}
+
+/// A stream as `kizuna stream` and `kizuna watch` report it.
+public struct StreamReport: Sendable, Codable, Hashable {
+    public var id: String
+    public var peer: PeerID
+    /// Frames moved so far.
+    public var frames: UInt64
+    /// Frames this viewer missed because it read slower than they came, plus those the
+    /// sender skipped.
+    public var dropped: UInt64
+
+    public init(id: String, peer: PeerID, frames: UInt64 = 0, dropped: UInt64 = 0) {
+        self.id = id
+        self.peer = peer
+        self.frames = frames
+        self.dropped = dropped
+    }
 }
 
 /// A problem with the control socket itself.

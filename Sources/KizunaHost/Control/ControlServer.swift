@@ -91,9 +91,12 @@ public final class ControlServer: Sendable {
             connection.encode(ControlResponse.failure("the request is not a control request; send one JSON object per line such as {\"command\":\"list\"}"))
             return
         }
-        if request.command == .events {
-            streamEvents(to: connection)
-            return
+        switch request.command {
+        case .events: return streamEvents(to: connection)
+        case .send: return send(request, over: connection)
+        case .stream: return stream(request, over: connection)
+        case .watch: return watch(over: connection)
+        default: break
         }
         let host = host
         let response: ControlResponse
@@ -110,7 +113,8 @@ public final class ControlServer: Sendable {
             switch request.command {
             case .list: return ControlResponse(ok: true, plugins: try await host.list())
             case .status: return ControlResponse(ok: true, status: try await host.status())
-            case .events: return .failure("events is streamed, not answered")
+            case .events, .send, .stream, .watch: return .failure("\(request.command.rawValue) is streamed, not answered")
+            case .peers: return ControlResponse(ok: true, peers: host.peers())
             case .actions:
                 guard let name = request.argument else { return .failure("'actions' needs a plugin name") }
                 return ControlResponse(ok: true, actions: try await host.actions(name))
@@ -152,6 +156,102 @@ public final class ControlServer: Sendable {
     }
 }
 
+extension ControlServer {
+    /// `send`: progress lines as the transfer goes, then the final progress (or a failure).
+    private func send(_ request: ControlRequest, over connection: LineSocket) {
+        guard let path = request.argument, let peer = request.arguments?.first else {
+            connection.encode(ControlResponse.failure("'send' needs a path and a peer"))
+            return
+        }
+        let host = host
+        let response: ControlResponse
+        do {
+            let done = try host.runtime.handle.blockOn {
+                try await host.send(path: path, to: peer) { progress in connection.encode(ControlResponse(ok: true, progress: progress)) }
+            }
+            response = ControlResponse(ok: true, result: "done", progress: done)
+        } catch {
+            response = .failure("\(error)")
+        }
+        connection.encode(response)
+    }
+
+    /// `stream`: after the first reply, the client sends binary chunks (one frame each) and
+    /// an empty chunk to end; the last reply reports the stream. Frames go to the plugin
+    /// through a small bounded channel, so a slow peer slows the client's reads.
+    private func stream(_ request: ControlRequest, over connection: LineSocket) {
+        guard let peer = request.argument else {
+            connection.encode(ControlResponse.failure("'stream' needs a peer"))
+            return
+        }
+        let host = host
+        let frames = BoundedChannel<Frame>(capacity: 16)
+        let sending: Task<String, any Error>
+        do {
+            _ = try host.peer(named: peer)
+            sending = try host.runtime.handle.spawn(name: "control stream") {
+                // If the plugin stops early, the reads below must not wait on it.
+                defer { frames.finish() }
+                return try await host.stream(FrameFeed(frames), to: peer)
+            }
+        } catch {
+            connection.encode(ControlResponse.failure("\(error)"))
+            return
+        }
+        connection.encode(ControlResponse(ok: true))
+        var count: UInt64 = 0
+        while let chunk = connection.readChunk(), !chunk.isEmpty {
+            let frame = Frame(sequence: count, payload: chunk)
+            guard (try? host.runtime.handle.blockOn({ try await frames.send(frame) })) != nil else { break }
+            count += 1
+        }
+        frames.finish()
+        do {
+            let id = try host.runtime.handle.blockOn { try await sending.value }
+            connection.encode(ControlResponse(ok: true, stream: StreamReport(id: id, peer: PeerID(peer), frames: count)))
+        } catch {
+            connection.encode(ControlResponse.failure("\(error)"))
+        }
+    }
+
+    /// `watch`: waits for an incoming stream, replies with it, sends its frames as binary
+    /// chunks and an empty chunk when it ends, then a last reply with its figures. A client
+    /// slower than the stream misses the oldest frames instead of holding them up.
+    private func watch(over connection: LineSocket) {
+        let host = host
+        let viewer: BroadcastReceiver<StreamDelivery>
+        do {
+            viewer = try host.runtime.handle.blockOn { try await host.watchStreams() }
+        } catch {
+            connection.encode(ControlResponse.failure("\(error)"))
+            return
+        }
+        guard connection.encode(ControlResponse(ok: true)) else { return }
+        var report: StreamReport?
+        while let message = try? host.runtime.handle.blockOn({ await viewer.receive() }) {
+            switch message {
+            case .lagged(let missed):
+                report?.dropped += UInt64(missed)
+            case .element(.started(let id, let peer)):
+                guard report == nil else { continue }
+                report = StreamReport(id: id, peer: peer)
+                guard connection.encode(ControlResponse(ok: true, stream: report)) else { return }
+            case .element(.frame(let id, let frame)):
+                guard report?.id == id else { continue }
+                report?.frames += 1
+                guard connection.writeChunk(frame.payload) else { return }
+            case .element(.ended(let id, let skipped)):
+                guard var finished = report, finished.id == id else { continue }
+                finished.dropped += skipped
+                connection.writeChunk([])
+                connection.encode(ControlResponse(ok: true, stream: finished))
+                return
+            }
+        }
+        connection.encode(ControlResponse.failure("the streaming plugin stopped"))
+    }
+}
+
 /// The connections being served, so ``ControlServer/stop()`` can disconnect them.
 private final class LockedConnections: @unchecked Sendable {
     private let lock = NSLock()
@@ -184,6 +284,28 @@ public struct ControlClient: Sendable {
         return response
     }
 
+    /// Sends `request` and calls `handle` for each reply line until it returns false or
+    /// the host closes the connection.
+    public func follow(_ request: ControlRequest, _ handle: (ControlResponse) throws -> Bool) throws {
+        let socket = try LineSocket.connect(to: path)
+        guard socket.encode(request) else { throw ControlError("the host at \(path) closed the connection") }
+        while let response = socket.decode(ControlResponse.self) {
+            if !(try handle(response)) { return }
+        }
+        throw ControlError("the host at \(path) closed the connection before the request was done")
+    }
+
+    /// Sends `request`, checks the first reply, and returns the connection for a request
+    /// that goes on in binary chunks (`stream`, `watch`).
+    public func open(_ request: ControlRequest) throws(ControlError) -> ControlSession {
+        let socket = try LineSocket.connect(to: path)
+        guard socket.encode(request), let response = socket.decode(ControlResponse.self) else {
+            throw ControlError("the host at \(path) closed the connection without answering")
+        }
+        guard response.ok else { throw ControlError(response.error ?? "the host refused the request") }
+        return ControlSession(socket: socket)
+    }
+
     /// Follows the event bus, calling `handle` for each reply line until the host closes
     /// the stream or `handle` returns false.
     public func followEvents(_ handle: (ControlResponse) -> Bool) throws(ControlError) {
@@ -193,4 +315,17 @@ public struct ControlClient: Sendable {
             if !handle(response) { return }
         }
     }
+}
+
+/// A control connection after its first reply, for requests that go on in binary chunks.
+public struct ControlSession: Sendable {
+    fileprivate let socket: LineSocket
+
+    /// Sends one chunk; an empty one ends the run. False if the host is gone.
+    @discardableResult
+    public func writeChunk(_ bytes: [UInt8]) -> Bool { socket.writeChunk(bytes) }
+    /// The next chunk (empty at the end of a run), or nil if the host is gone.
+    public func readChunk() -> [UInt8]? { socket.readChunk() }
+    /// The next reply line.
+    public func decode<T: Decodable>(_ type: T.Type) -> T? { socket.decode(type) }
 }

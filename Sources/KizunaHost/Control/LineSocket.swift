@@ -37,11 +37,43 @@ final class LineSocket: @unchecked Sendable {
         }
     }
 
+    /// Exactly `count` bytes (after any already buffered), or nil if the stream ends first.
+    func readBytes(_ count: Int) -> [UInt8]? {
+        while buffer.count < count {
+            var chunk = [UInt8](repeating: 0, count: max(65536, count - buffer.count))
+            let got = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if got < 0 && errno == EINTR { continue }
+            guard got > 0 else { return nil }
+            buffer += chunk[0..<got]
+        }
+        defer { buffer.removeSubrange(0..<count) }
+        return Array(buffer[0..<count])
+    }
+
+    /// One binary chunk: a 4-byte big-endian length, then the bytes. An empty chunk ends a
+    /// run of chunks. Nil if the stream ends.
+    func readChunk() -> [UInt8]? {
+        guard let header = readBytes(4) else { return nil }
+        let length = header.reduce(0) { $0 << 8 | Int($1) }
+        return length == 0 ? [] : readBytes(length)
+    }
+
+    /// Writes one binary chunk (see ``readChunk()``); false if the other end is gone.
+    @discardableResult
+    func writeChunk(_ bytes: [UInt8]) -> Bool {
+        let length = UInt32(bytes.count)
+        return writeAll([UInt8(length >> 24), UInt8((length >> 16) & 0xFF), UInt8((length >> 8) & 0xFF), UInt8(length & 0xFF)] + bytes)
+    }
+
     /// Writes `line` and a newline; false if the other end is gone.
     @discardableResult
     func writeLine(_ line: String) -> Bool {
         var bytes = Array(line.utf8)
         bytes.append(0x0A)
+        return writeAll(bytes)
+    }
+
+    private func writeAll(_ bytes: [UInt8]) -> Bool {
         var offset = 0
         while offset < bytes.count {
             let written = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }

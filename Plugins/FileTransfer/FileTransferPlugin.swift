@@ -1,0 +1,147 @@
+// The built-in file transfer: sends a file or a directory tree to a peer over whatever
+// transport is loaded, in chunks with backpressure, verified with SHA-256 at the
+// receiver, written under a temporary name and renamed only once verified, and resumed
+// from what the receiver already has when a transfer is sent again after an interruption.
+import Foundation
+import KizunaSDK
+import Synchronization
+
+final class BuiltinFileTransfer: FileTransferPlugin {
+    private let started = WatchChannel<Started?>(nil)
+
+    final class Started: Sendable {
+        let context: PluginContext
+        let transport: any TransportPlugin
+        let options: Options
+        let offers = PendingOffers()
+        /// Numbers this host's outgoing transfers.
+        let counter = Atomic<Int>(0)
+
+        init(context: PluginContext, transport: any TransportPlugin, options: Options) {
+            self.context = context
+            self.transport = transport
+            self.options = options
+        }
+    }
+
+    struct Options: Sendable {
+        var receiveDirectory: String
+        var accept: AcceptPolicy = .ask
+        var chunkBytes = 256 << 10
+        var offerTimeout = Duration.seconds(120)
+
+        enum AcceptPolicy: String, Sendable { case auto, ask, refuse }
+
+        init(_ settings: PluginSettings) throws(TransferError) {
+            let home = ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory()
+            receiveDirectory = settings.string("receive-dir").map { ($0 as NSString).expandingTildeInPath } ?? "\(home)/.kizuna/received"
+            if let text = settings.string("accept") {
+                guard let policy = AcceptPolicy(rawValue: text) else {
+                    throw TransferError("setting 'accept' is '\(text)'; use auto (accept every offer), ask (wait for `accept ID`) or refuse")
+                }
+                accept = policy
+            }
+            if let bytes = settings.integer("chunk-bytes") {
+                guard (4096...(8 << 20)).contains(bytes) else { throw TransferError("setting 'chunk-bytes' is \(bytes); give 4096 to 8388608") }
+                chunkBytes = Int(bytes)
+            }
+            if let seconds = settings.integer("offer-timeout-seconds") {
+                guard seconds >= 1 else { throw TransferError("setting 'offer-timeout-seconds' is \(seconds); give at least 1") }
+                offerTimeout = .seconds(seconds)
+            }
+        }
+    }
+
+    func run(context: PluginContext) async throws {
+        guard let transport = context.transport else { throw TransferError("no transport was given; the manifest must require one") }
+        let options = try Options(context.settings)
+        do {
+            try FileManager.default.createDirectory(atPath: options.receiveDirectory, withIntermediateDirectories: true)
+        } catch {
+            throw TransferError("cannot create the receive directory \(options.receiveDirectory): \(error.localizedDescription); set 'receive-dir' (or `kizuna run --receive-dir`) to a writable folder")
+        }
+        let running = Started(context: context, transport: transport, options: options)
+        activeTransfers.withLock { $0 = running }
+        defer { activeTransfers.withLock { if $0?.context === context { $0 = nil } } }
+        started.send(running)
+        context.logger.info("receiving", metadata: ["directory": "\(options.receiveDirectory)", "accept": "\(options.accept.rawValue)"])
+
+        let server = try context.runtime.spawn(name: "file-transfer inbound") {
+            for await connection in context.inbound {
+                _ = try? context.runtime.spawn(name: "receive from \(connection.peer)") {
+                    await Receiver(started: running, connection: connection).run()
+                }
+            }
+        }
+        await context.shutdown.wait()
+        running.offers.refuseAll()
+        server.cancel()
+        started.finish()
+    }
+
+    func send(path: String, to peer: Peer, progress: @escaping @Sendable (TransferProgress) -> Void) async throws -> TransferProgress {
+        guard let running = await runningState() else { throw TransferError("the file-transfer plugin is not running") }
+        return try await Sender(started: running, path: path, peer: peer, report: progress).run()
+    }
+
+    private func runningState() async -> Started? {
+        for await value in started.subscribe() {
+            if let value { return value }
+        }
+        return nil
+    }
+}
+
+/// The running plugin instance, for the actions.
+let activeTransfers = Mutex<BuiltinFileTransfer.Started?>(nil)
+
+/// Offers waiting for a person's answer (accept policy `ask`).
+final class PendingOffers: Sendable {
+    private final class Offer: Sendable {
+        let summary: String
+        let answered = ShutdownSignal()
+        let accepted = Atomic(false)
+        init(summary: String) { self.summary = summary }
+    }
+
+    private let waiting = Mutex<[String: Offer]>([:])
+
+    /// Waits up to `limit` for `accept` or `refuse` of offer `id`; false if none came.
+    func decide(_ id: String, summary: String, within limit: Duration) async -> Bool {
+        let offer = Offer(summary: summary)
+        waiting.withLock { $0[id] = offer }
+        defer { waiting.withLock { $0[id] = nil } }
+        return await offer.answered.subscribe().wait(within: limit) && offer.accepted.load(ordering: .acquiring)
+    }
+
+    /// Answers offer `id`; false if there is no such offer.
+    func answer(_ id: String, accept: Bool) -> Bool {
+        guard let offer = waiting.withLock({ $0[id] }) else { return false }
+        offer.accepted.store(accept, ordering: .releasing)
+        offer.answered.signal()
+        return true
+    }
+
+    var summaries: [String] { waiting.withLock { $0.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value.summary)" } } }
+
+    func refuseAll() {
+        for offer in waiting.withLock({ Array($0.values) }) { offer.answered.signal() }
+    }
+}
+
+/// `accept ID`: accepts an offer waiting for an answer.
+@_cdecl("kizuna_files_accept") public func kizunaFilesAccept(_ id: UnsafePointer<CChar>) -> Bool {
+    activeTransfers.withLock { $0 }?.offers.answer(String(cString: id), accept: true) ?? false
+}
+
+/// `refuse ID`: refuses an offer waiting for an answer.
+@_cdecl("kizuna_files_refuse") public func kizunaFilesRefuse(_ id: UnsafePointer<CChar>) -> Bool {
+    activeTransfers.withLock { $0 }?.offers.answer(String(cString: id), accept: false) ?? false
+}
+
+/// `pending`: the offers waiting for an answer, one per line (malloc'd; the host frees it).
+@_cdecl("kizuna_files_pending") public func kizunaFilesPending() -> UnsafeMutablePointer<CChar> {
+    strdup((activeTransfers.withLock { $0 }?.offers.summaries ?? []).joined(separator: "\n"))!
+}
+
+@_cdecl("kizuna_plugin_entry") public func kizunaPluginEntry() -> UnsafeRawPointer { exportPlugin { BuiltinFileTransfer() } }

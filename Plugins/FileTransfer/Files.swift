@@ -1,0 +1,141 @@
+import Crypto
+import Foundation
+import Glibc
+
+/// An open file descriptor that is closed when dropped.
+final class OpenFile {
+    let fd: Int32
+    let path: String
+
+    init(path: String, flags: Int32, mode: mode_t = 0o644) throws(TransferError) {
+        let fd = open(path, flags | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw TransferError("cannot open \(path): \(String(cString: strerror(errno)))") }
+        self.fd = fd
+        self.path = path
+    }
+
+    deinit { close(fd) }
+
+    /// Reads up to `buffer.count` bytes into `buffer`; returns how many (0 at the end).
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        while true {
+            let count = Glibc.read(fd, buffer.baseAddress, buffer.count)
+            if count >= 0 { return count }
+            if errno != EINTR { throw TransferError("cannot read \(path): \(String(cString: strerror(errno)))") }
+        }
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        var done = 0
+        while done < bytes.count {
+            let count = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw TransferError("cannot write \(path): \(String(cString: strerror(errno)))")
+            }
+            done += count
+        }
+    }
+
+    func seek(to offset: Int64) throws(TransferError) {
+        guard lseek(fd, off_t(offset), SEEK_SET) == off_t(offset) else { throw TransferError("cannot seek in \(path): \(String(cString: strerror(errno)))") }
+    }
+
+    func truncate(to size: Int64) throws(TransferError) {
+        guard ftruncate(fd, off_t(size)) == 0 else { throw TransferError("cannot truncate \(path): \(String(cString: strerror(errno)))") }
+    }
+
+    /// Feeds the file's first `count` bytes to `hasher` (to resume a hash).
+    func hashPrefix(_ count: Int64, into hasher: inout SHA256) throws {
+        var remaining = count
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while remaining > 0 {
+            let want = Int(min(Int64(buffer.count), remaining))
+            let got = try buffer.withUnsafeMutableBytes { bytes in
+                try read(into: UnsafeMutableRawBufferPointer(rebasing: bytes[..<want]))
+            }
+            guard got > 0 else { throw TransferError("\(path) ended \(remaining) bytes early") }
+            hasher.update(data: buffer[..<got])
+            remaining -= Int64(got)
+        }
+    }
+}
+
+extension SHA256.Digest {
+    var hex: String { map { String(format: "%02x", $0) }.joined() }
+}
+
+/// Checks a name a peer sent: relative, `/`-separated, and with no part that could lead
+/// outside the receive directory. Returns why it is refused, or nil.
+func refusal(of path: String) -> String? {
+    if path.isEmpty { return "an empty name" }
+    if path.hasPrefix("/") { return "'\(path)' is an absolute path" }
+    if path.utf8.contains(0) { return "a name contains a NUL byte" }
+    if path.utf8.count > 4096 { return "a name is longer than 4096 bytes" }
+    for part in path.split(separator: "/", omittingEmptySubsequences: false) {
+        if part.isEmpty { return "'\(path)' has an empty part (// or a trailing /)" }
+        if part == "." || part == ".." { return "'\(path)' contains '\(part)'" }
+        if part.utf8.count > 255 { return "a part of '\(path)' is longer than 255 bytes" }
+    }
+    return nil
+}
+
+/// Where a received file goes: its final path, and the partial file it is written to
+/// first. Creates the folders on the way, refusing any part that is a link or not a folder.
+struct Destination {
+    let finalPath: String
+    let partialPath: String
+
+    init(root: String, relativePath: String, key: String) throws(TransferError) {
+        let parts = relativePath.split(separator: "/").map(String.init)
+        var folder = root
+        for part in parts.dropLast() {
+            folder += "/" + part
+            var status = stat()
+            if lstat(folder, &status) == 0 {
+                if status.st_mode & S_IFMT == S_IFLNK { throw TransferError("refused '\(relativePath)': \(folder) is a link, and names must not lead through links") }
+                if status.st_mode & S_IFMT != S_IFDIR { throw TransferError("refused '\(relativePath)': \(folder) exists and is not a folder") }
+            } else if mkdir(folder, 0o755) != 0, errno != EEXIST {
+                throw TransferError("cannot create \(folder): \(String(cString: strerror(errno)))")
+            }
+        }
+        finalPath = folder + "/" + parts.last!
+        partialPath = folder + "/.\(parts.last!.prefix(200)).kizuna-partial-\(key)"
+        var status = stat()
+        if lstat(finalPath, &status) == 0, status.st_mode & S_IFMT == S_IFLNK {
+            throw TransferError("refused '\(relativePath)': \(finalPath) is a link, and a received file never replaces a link")
+        }
+    }
+
+    /// The bytes already in the partial file.
+    var partialSize: Int64 {
+        var status = stat()
+        guard lstat(partialPath, &status) == 0, status.st_mode & S_IFMT == S_IFREG else { return 0 }
+        return Int64(status.st_size)
+    }
+}
+
+/// The files under `path` (the file itself, or every regular file in the tree, links not
+/// followed), with the names they travel under.
+func collectFiles(at path: String) throws(TransferError) -> (name: String, entries: [Wire.FileEntry], sources: [String]) {
+    var status = stat()
+    guard stat(path, &status) == 0 else { throw TransferError("cannot send \(path): \(String(cString: strerror(errno)))") }
+    let name = (path as NSString).lastPathComponent
+    func entry(_ relative: String, _ status: stat) -> Wire.FileEntry {
+        Wire.FileEntry(path: relative, size: Int64(status.st_size), modified: Int64(status.st_mtim.tv_sec))
+    }
+    if status.st_mode & S_IFMT == S_IFREG { return (name, [entry(name, status)], [path]) }
+    guard status.st_mode & S_IFMT == S_IFDIR else { throw TransferError("cannot send \(path): it is neither a file nor a folder") }
+    var entries: [Wire.FileEntry] = []
+    var sources: [String] = []
+    guard let walker = FileManager.default.enumerator(atPath: path) else { throw TransferError("cannot list \(path)") }
+    for case let relative as String in walker {
+        let full = path + "/" + relative
+        var item = stat()
+        guard lstat(full, &item) == 0, item.st_mode & S_IFMT == S_IFREG else { continue }
+        entries.append(entry(name + "/" + relative, item))
+        sources.append(full)
+    }
+    let order = entries.indices.sorted { entries[$0].path < entries[$1].path }
+    return (name, order.map { entries[$0] }, order.map { sources[$0] })
+}

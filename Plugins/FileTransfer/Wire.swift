@@ -1,0 +1,86 @@
+// The file-transfer protocol, over one transport connection for the service
+// `file-transfer`. Every message starts with a type byte: 1 for a JSON control message,
+// 2 for a chunk of file data.
+//
+//   sender                              receiver
+//   offer {id, name, files, total}  ->
+//                                   <-  answer {accept, reason?}
+//   for each file:
+//     file {index}                  ->
+//                                   <-  start {offset}     (bytes it already has)
+//     data… from offset             ->
+//     end {sha256}                  ->
+//                                   <-  verified {ok, reason?}
+//   done                            ->
+import Foundation
+import KizunaSDK
+
+enum Wire {
+    static let control: UInt8 = 1
+    static let data: UInt8 = 2
+
+    struct FileEntry: Codable, Sendable {
+        /// Relative, `/`-separated; the receiver checks it.
+        var path: String
+        var size: Int64
+        /// Seconds since 1970; with the path and size it names a partial file to resume.
+        var modified: Int64
+    }
+
+    /// Every control message, as one JSON object with a `type`.
+    struct Message: Codable, Sendable {
+        enum Kind: String, Codable, Sendable { case offer, answer, file, start, end, verified, done }
+        var type: Kind
+        var id: String?
+        var name: String?
+        var files: [FileEntry]?
+        var total: Int64?
+        var accept: Bool?
+        var ok: Bool?
+        var reason: String?
+        var index: Int?
+        var offset: Int64?
+        var sha256: String?
+
+        init(_ type: Kind) { self.type = type }
+    }
+
+    static func encode(_ message: Message) -> [UInt8] {
+        [control] + ((try? JSONEncoder().encode(message)).map(Array.init) ?? [])
+    }
+
+    /// The next message, or nil once the peer has closed.
+    enum Incoming {
+        case control(Message)
+        case data(ArraySlice<UInt8>)
+    }
+
+    static func receive(from connection: any Connection) async throws -> Incoming? {
+        guard let bytes = try await connection.receive() else { return nil }
+        switch bytes.first {
+        case data: return .data(bytes[1...])
+        case control:
+            guard let message = try? JSONDecoder().decode(Message.self, from: Data(bytes[1...])) else {
+                throw TransferError("the peer sent a control message that is not valid JSON for this protocol")
+            }
+            return .control(message)
+        default:
+            throw TransferError("the peer sent a message of unknown type \(bytes.first.map(String.init) ?? "(empty)"); is it a Kizuna file-transfer plugin?")
+        }
+    }
+
+    /// The next message, which must be control message `kind`.
+    static func expect(_ kind: Message.Kind, from connection: any Connection) async throws -> Message {
+        switch try await receive(from: connection) {
+        case .control(let message) where message.type == kind: return message
+        case .control(let message): throw TransferError("expected '\(kind.rawValue)' from the peer, got '\(message.type.rawValue)'\(message.reason.map { ": \($0)" } ?? "")")
+        case .data: throw TransferError("expected '\(kind.rawValue)' from the peer, got file data")
+        case nil: throw TransferError("the peer closed the connection (expected '\(kind.rawValue)')")
+        }
+    }
+}
+
+struct TransferError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,169 @@
+// The built-in streaming: a live stream of frames from one host to another over whatever
+// transport is loaded. The sender is paced by the transport (backpressure); on the
+// receiving host every viewer reads through its own bounded window of recent frames, so a
+// slow viewer misses the oldest frames (and is told how many) instead of growing memory
+// or slowing the stream for everyone.
+//
+// The protocol, over one connection for the service `streaming`: a JSON control message
+// (type byte 1) `{"type":"start","id":…}`, then frames (type byte 2, an 8-byte big-endian
+// sequence number, the payload), then `{"type":"end","frames":N}`.
+import Foundation
+import KizunaSDK
+import Synchronization
+
+final class BuiltinStreaming: StreamingPlugin {
+    private let started = WatchChannel<Started?>(nil)
+    private let deliveries: BroadcastChannel<StreamDelivery>
+
+    final class Started: Sendable {
+        let context: PluginContext
+        let transport: any TransportPlugin
+        let counter = Atomic<Int>(0)
+        let active = Atomic<Int>(0)
+        init(context: PluginContext, transport: any TransportPlugin) {
+            self.context = context
+            self.transport = transport
+        }
+    }
+
+    init() {
+        // Each viewer reads through a window of the 256 most recent frames.
+        deliveries = BroadcastChannel(capacity: 256)
+    }
+
+    func watch() -> BroadcastReceiver<StreamDelivery> { deliveries.subscribe() }
+
+    func run(context: PluginContext) async throws {
+        guard let transport = context.transport else { throw StreamError("no transport was given; the manifest must require one") }
+        let running = Started(context: context, transport: transport)
+        activeStreaming.withLock { $0 = (running, deliveries) }
+        defer { activeStreaming.withLock { if $0?.0.context === context { $0 = nil } } }
+        started.send(running)
+        let server = try context.runtime.spawn(name: "streaming inbound") { [deliveries] in
+            for await connection in context.inbound {
+                _ = try? context.runtime.spawn(name: "stream from \(connection.peer)") {
+                    await Self.receive(from: connection, running: running, deliveries: deliveries)
+                }
+            }
+        }
+        await context.shutdown.wait()
+        server.cancel()
+        started.finish()
+    }
+
+    func stream(_ frames: any AsyncSequence<Frame, any Error> & Sendable, to peer: Peer) async throws -> String {
+        guard let running = await runningState() else { throw StreamError("the streaming plugin is not running") }
+        if !peer.services.isEmpty, !peer.services.contains("streaming") {
+            throw StreamError("peer \(peer.id) (\(peer.name)) does not offer streaming; it offers \(peer.services.joined(separator: ", "))")
+        }
+        let context = running.context
+        var connection: (any Connection)?
+        var failures: [String] = []
+        for address in peer.addresses where connection == nil {
+            do {
+                connection = try await running.transport.connect(to: address, service: "streaming")
+            } catch {
+                failures.append("\(address): \(error)")
+            }
+        }
+        guard let connection else { throw StreamError("cannot reach peer \(peer.id): \(failures.isEmpty ? "it has no address" : failures.joined(separator: "; "))") }
+        let id = "\(context.host.id.rawValue.prefix(8))-s\(running.counter.add(1, ordering: .relaxed).newValue)"
+        context.events.publish(.streamStarted(id: id, peer: peer.id))
+        var count: UInt64 = 0
+        do {
+            try await connection.send(StreamWire.control(["type": "start", "id": id]))
+            for try await frame in frames {
+                try await connection.send(StreamWire.frame(frame))
+                count += 1
+            }
+            try await connection.send(StreamWire.control(["type": "end", "frames": "\(count)"]))
+        } catch {
+            await connection.close()
+            context.events.publish(.streamEnded(id: id, peer: peer.id))
+            throw StreamError("stream \(id) to \(peer.id) failed after \(count) frames: \(error)")
+        }
+        await connection.close()
+        context.events.publish(.streamEnded(id: id, peer: peer.id))
+        return id
+    }
+
+    private func runningState() async -> Started? {
+        for await value in started.subscribe() {
+            if let value { return value }
+        }
+        return nil
+    }
+
+    private static func receive(from connection: any Connection, running: Started, deliveries: BroadcastChannel<StreamDelivery>) async {
+        let context = running.context
+        guard let first = try? await connection.receive(), let start = StreamWire.parseControl(first), start["type"] == "start", let id = start["id"] else {
+            context.logger.warning("an inbound stream did not start with a start message; closing it", metadata: ["peer": "\(connection.peer)"])
+            await connection.close()
+            return
+        }
+        running.active.add(1, ordering: .relaxed)
+        context.events.publish(.streamStarted(id: id, peer: connection.peer))
+        deliveries.send(.started(id: id, peer: connection.peer))
+        var expected: UInt64 = 0
+        var skipped: UInt64 = 0
+        while let message = try? await connection.receive() {
+            if let frame = StreamWire.parseFrame(message) {
+                if frame.sequence > expected { skipped += frame.sequence - expected }
+                expected = frame.sequence + 1
+                deliveries.send(.frame(id: id, frame))
+            } else if StreamWire.parseControl(message)?["type"] == "end" {
+                break
+            }
+        }
+        deliveries.send(.ended(id: id, framesDropped: skipped))
+        context.events.publish(.streamEnded(id: id, peer: connection.peer))
+        running.active.subtract(1, ordering: .relaxed)
+        await connection.close()
+    }
+}
+
+enum StreamWire {
+    static func control(_ fields: [String: String]) -> [UInt8] {
+        [1] + ((try? JSONEncoder().encode(fields)).map(Array.init) ?? [])
+    }
+
+    static func parseControl(_ message: [UInt8]) -> [String: String]? {
+        guard message.first == 1 else { return nil }
+        return try? JSONDecoder().decode([String: String].self, from: Data(message[1...]))
+    }
+
+    static func frame(_ frame: Frame) -> [UInt8] {
+        var message = [UInt8]()
+        message.reserveCapacity(9 + frame.payload.count)
+        message.append(2)
+        withUnsafeBytes(of: frame.sequence.bigEndian) { message.append(contentsOf: $0) }
+        message.append(contentsOf: frame.payload)
+        return message
+    }
+
+    static func parseFrame(_ message: [UInt8]) -> Frame? {
+        guard message.count >= 9, message[0] == 2 else { return nil }
+        let sequence = message[1..<9].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        return Frame(sequence: sequence, payload: Array(message[9...]))
+    }
+}
+
+struct StreamError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The running instance, for the actions.
+let activeStreaming = Mutex<(BuiltinStreaming.Started, BroadcastChannel<StreamDelivery>)?>(nil)
+
+/// `active-streams`: incoming streams being received now.
+@_cdecl("kizuna_streams_active") public func kizunaStreamsActive() -> Int64 {
+    Int64(activeStreaming.withLock { $0?.0.active.load(ordering: .relaxed) } ?? 0)
+}
+
+/// `viewers`: viewers watching incoming streams now.
+@_cdecl("kizuna_streams_viewers") public func kizunaStreamsViewers() -> Int64 {
+    Int64(activeStreaming.withLock { $0?.1.receiverCount } ?? 0)
+}
+
+@_cdecl("kizuna_plugin_entry") public func kizunaPluginEntry() -> UnsafeRawPointer { exportPlugin { BuiltinStreaming() } }

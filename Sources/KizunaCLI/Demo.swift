@@ -1,0 +1,197 @@
+import ArgumentParser
+import Foundation
+import KizunaHost
+import KizunaSDK
+
+/// Kizuna's main job, shown end to end: two hosts on this machine, each a real `kizuna run`
+/// process with the built-in plugins, find each other over mDNS on loopback, send a file
+/// and verify it, stream for a few seconds, and shut down, driven through the CLI.
+struct Demo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run two hosts on this machine that discover each other, transfer a file, stream, and shut down.")
+
+    @Option(name: .long, help: "The built-in plugins' manifests (default: ./manifests).")
+    var pluginsDir = "manifests"
+
+    @Option(name: .long, help: "Size of the file to send, in MiB.")
+    var fileMiB = 64
+
+    @Option(name: .long, help: "Seconds to stream.")
+    var streamSeconds = 3
+
+    func run() throws {
+        let manifests = URL(fileURLWithPath: pluginsDir).standardizedFileURL.path
+        guard FileManager.default.fileExists(atPath: manifests + "/tcp-transport.toml") else {
+            throw CommandFailure("no built-in manifests in \(manifests); run from the repository's root or pass --plugins-dir")
+        }
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("kizuna-demo-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let tag = String(getpid())
+        let aiko = try DemoHost(name: "aiko", id: "aiko-\(tag)", work: work, manifests: manifests)
+        let bo = try DemoHost(name: "bo", id: "bo-\(tag)", work: work, manifests: manifests)
+        defer {
+            aiko.stop()
+            bo.stop()
+        }
+
+        step("1. discovery: each host announces itself over mDNS and browses for the other")
+        try aiko.waitForPeer(bo.id)
+        try bo.waitForPeer(aiko.id)
+        step("   both hosts see each other")
+        try aiko.cli(["peers"])
+
+        step("2. file transfer: aiko sends a \(fileMiB) MiB file to bo")
+        let source = "\(work)/photos-\(tag).bin"
+        try writeRandomFile(source, bytes: fileMiB << 20)
+        try aiko.cli(["send", source, "--to", bo.id])
+        let received = "\(bo.receiveDirectory)/photos-\(tag).bin"
+        guard FileManager.default.contentsEqual(atPath: source, andPath: received) else {
+            throw CommandFailure("the received file differs from the one sent")
+        }
+        step("   verified: \(received) is byte for byte the file aiko sent")
+
+        step("3. streaming: aiko streams \(streamSeconds) seconds of frames (30 per second) to bo, who watches")
+        let clip = "\(work)/clip.bin"
+        try writeRandomFile(clip, bytes: 30 * streamSeconds * 4096)
+        let watched = "\(work)/watched.bin"
+        let watcher = try bo.start(["watch", "--output", watched], waitingFor: "waiting for a stream")
+        try aiko.cli(["stream", "--to", bo.id, "--fps", "30", "--frame-bytes", "4096", clip])
+        watcher.waitUntilExit()
+        guard watcher.terminationStatus == 0 else { throw CommandFailure("kizuna watch failed") }
+        step(FileManager.default.contentsEqual(atPath: clip, andPath: watched)
+            ? "   bo's viewer got every frame in order"
+            : "   bo's viewer dropped some frames (it was slower than the stream)")
+
+        step("4. shutdown: both hosts stop; discovery says goodbye")
+        aiko.stop()
+        try bo.waitForPeerLost(aiko.id)
+        bo.stop()
+        step("done")
+    }
+}
+
+func step(_ line: String) { writeLine("demo: \(line)") }
+
+/// Fills a file with random bytes.
+func writeRandomFile(_ path: String, bytes: Int) throws {
+    guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
+        throw CommandFailure("cannot write \(path)")
+    }
+    var generator = SystemRandomNumberGenerator()
+    var remaining = bytes
+    while remaining > 0 {
+        let count = min(remaining, 1 << 20)
+        let words = (0..<(count + 7) / 8).map { _ in generator.next() as UInt64 }
+        handle.write(words.withUnsafeBytes { Data($0.prefix(count)) })
+        remaining -= count
+    }
+    try handle.close()
+}
+
+/// One `kizuna run` process of the demo, its output shown line by line with its name.
+final class DemoHost: @unchecked Sendable {
+    let name: String
+    let id: String
+    let socket: String
+    let receiveDirectory: String
+    private let process = Process()
+    private let lines = LineLog()
+
+    init(name: String, id: String, work: String, manifests: String) throws {
+        self.name = name
+        self.id = id
+        socket = "\(work)/\(name).sock"
+        receiveDirectory = "\(work)/\(name)-received"
+        process.executableURL = URL(fileURLWithPath: CommandLine.executablePath)
+        process.arguments = [
+            "run", "--plugins-dir", manifests, "--socket", socket, "--receive-dir", receiveDirectory, "--accept", "auto",
+            "--name", name, "--id", id,
+        ]
+        lines.attach(process, prefix: "[\(name)] ")
+        try process.run()
+        guard lines.wait(for: "host running", within: 30) else { throw CommandFailure("host \(name) did not start") }
+    }
+
+    /// Runs a `kizuna` command against this host and waits for it.
+    func cli(_ arguments: [String]) throws {
+        let command = try start(arguments, waitingFor: nil)
+        command.waitUntilExit()
+        guard command.terminationStatus == 0 else { throw CommandFailure("`kizuna \(arguments.joined(separator: " "))` failed") }
+    }
+
+    /// Starts a `kizuna` command against this host, waiting for `line` in its output.
+    func start(_ arguments: [String], waitingFor line: String?) throws -> Process {
+        let command = Process()
+        command.executableURL = URL(fileURLWithPath: CommandLine.executablePath)
+        command.arguments = arguments + ["--socket", socket]
+        let log = LineLog()
+        log.attach(command, prefix: "[\(name)] $ kizuna \(arguments[0]): ")
+        try command.run()
+        if let line, !log.wait(for: line, within: 30) { throw CommandFailure("`kizuna \(arguments[0])` did not get going") }
+        return command
+    }
+
+    func waitForPeer(_ peer: String) throws {
+        guard lines.wait(for: "peer found: \(peer)", within: 30) else { throw CommandFailure("\(name) did not find \(peer) within 30 s") }
+    }
+
+    func waitForPeerLost(_ peer: String) throws {
+        guard lines.wait(for: "peer lost: \(peer)", within: 30) else { throw CommandFailure("\(name) did not see \(peer) leave within 30 s") }
+    }
+
+    func stop() {
+        guard process.isRunning else { return }
+        process.terminate()
+        process.waitUntilExit()
+    }
+}
+
+/// A child's output, echoed with a prefix and kept to wait on.
+final class LineLog: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var seen: [String] = []
+    /// Output not yet ended by a newline (touched only by the pipe's handler).
+    private var pending = Data()
+
+    func attach(_ process: Process, prefix: String) {
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        pipe.fileHandleForReading.readabilityHandler = { [self] handle in
+            let data = handle.availableData
+            if data.isEmpty {
+                handle.readabilityHandler = nil
+                return
+            }
+            pending += data
+            while let newline = pending.firstIndex(of: 0x0A) {
+                let line = String(decoding: pending[pending.startIndex..<newline], as: UTF8.self)
+                pending = pending[(newline + 1)...]
+                // Progress bars redraw with \r; show only their last state.
+                writeLine(prefix + (line.split(separator: "\r").last.map(String.init) ?? ""))
+                condition.withLock {
+                    seen.append(line)
+                    condition.broadcast()
+                }
+            }
+        }
+    }
+
+    /// Waits until a line containing `text` has been seen.
+    func wait(for text: String, within seconds: Double) -> Bool {
+        let deadline = Date(timeIntervalSinceNow: seconds)
+        return condition.withLock {
+            while !seen.contains(where: { $0.contains(text) }) {
+                if !condition.wait(until: deadline) { return false }
+            }
+            return true
+        }
+    }
+}
+
+extension CommandLine {
+    static var executablePath: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? arguments[0]
+    }
+}

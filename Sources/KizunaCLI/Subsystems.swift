@@ -1,0 +1,139 @@
+import ArgumentParser
+import Foundation
+import KizunaHost
+import KizunaSDK
+
+struct Peers: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the peers a running host has found.")
+    @OptionGroup var socket: SocketOption
+    @Flag(name: .long, help: "Print JSON for scripts.") var json = false
+
+    func run() throws {
+        let peers = try socket.send(ControlRequest(.peers)).peers ?? []
+        if json { return print(try encodeJSON(peers)) }
+        printTable(
+            ["ID", "NAME", "ADDRESSES", "SERVICES"],
+            peers.map { [$0.id.rawValue, $0.name, $0.addresses.map(\.description).joined(separator: ","), $0.services.joined(separator: ",")] })
+    }
+}
+
+struct Send: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Send a file or a folder to a peer, with a progress bar.")
+    @OptionGroup var socket: SocketOption
+    @Argument(help: "The file or folder to send.") var path: String
+    @Option(name: .long, help: "The peer: its id, its name, or a unique prefix of its id (`kizuna peers` lists them).") var to: String
+    @Flag(name: .long, help: "No progress bar; just the result.") var quiet = false
+
+    func run() throws {
+        let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
+        guard FileManager.default.fileExists(atPath: absolute) else { throw CommandFailure("\(path) does not exist") }
+        let bar = ProgressBar(enabled: !quiet)
+        var last: TransferProgress?
+        try socket.client.follow(ControlRequest(.send, absolute, arguments: [to])) { response in
+            guard response.ok else { throw CommandFailure(response.error ?? "the transfer failed") }
+            if let progress = response.progress {
+                last = progress
+                bar.show(progress)
+            }
+            return response.result == nil
+        }
+        bar.finish()
+        guard let done = last else { throw CommandFailure("the host ended the transfer without a result") }
+        let resumed = done.resumedFrom > 0 ? ", resumed from \(done.resumedFrom) bytes already there" : ""
+        print("sent \(done.name) to \(done.peer): \(done.bytesTotal) bytes, verified by the peer\(resumed) (transfer \(done.id))")
+    }
+}
+
+/// A one-line progress bar on stderr, redrawn at most ten times a second.
+final class ProgressBar {
+    private let enabled: Bool
+    private var lastDraw = Date.distantPast
+    private let started = Date()
+
+    init(enabled: Bool) { self.enabled = enabled && isatty(2) == 1 }
+
+    func show(_ progress: TransferProgress) {
+        guard enabled, Date().timeIntervalSince(lastDraw) > 0.1 || progress.bytesDone == progress.bytesTotal else { return }
+        lastDraw = Date()
+        let width = 30
+        let filled = Int(progress.fraction * Double(width))
+        let seconds = max(Date().timeIntervalSince(started), 0.001)
+        let rate = Double(progress.bytesDone - progress.resumedFrom) / seconds / 1_048_576
+        let line = "\r[\(String(repeating: "#", count: filled))\(String(repeating: ".", count: width - filled))] \(Int(progress.fraction * 100))% \(progress.bytesDone)/\(progress.bytesTotal) bytes \(String(format: "%.1f", rate)) MiB/s"
+        FileHandle.standardError.write(Data(line.utf8))
+    }
+
+    func finish() {
+        if enabled { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}
+
+struct Stream: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Stream a file or stdin to a peer as live frames.")
+    @OptionGroup var socket: SocketOption
+    @Option(name: .long, help: "The peer: its id, its name, or a unique prefix of its id.") var to: String
+    @Option(name: .long, help: "Bytes per frame.") var frameBytes = 16384
+    @Option(name: .long, help: "Frames per second (default: as fast as the peer takes them).") var fps: Double?
+    @Argument(help: "The file to stream (default: stdin).") var file: String?
+
+    func validate() throws {
+        guard (1...(8 << 20)).contains(frameBytes) else { throw ValidationError("--frame-bytes must be from 1 to 8388608") }
+        if let fps, fps <= 0 { throw ValidationError("--fps must be more than 0") }
+    }
+
+    func run() throws {
+        let input: FileHandle
+        if let file {
+            guard let handle = FileHandle(forReadingAtPath: file) else { throw CommandFailure("cannot read \(file)") }
+            input = handle
+        } else {
+            input = .standardInput
+        }
+        let session = try socket.client.open(ControlRequest(.stream, to))
+        let interval = fps.map { 1 / $0 }
+        var next = Date()
+        while true {
+            let chunk = input.readData(ofLength: frameBytes)
+            if chunk.isEmpty { break }
+            if let interval {
+                Thread.sleep(until: next)
+                next += interval
+            }
+            guard session.writeChunk(Array(chunk)) else { break }
+        }
+        session.writeChunk([])
+        guard let response = session.decode(ControlResponse.self) else { throw CommandFailure("the host closed the stream without a result") }
+        guard response.ok, let stream = response.stream else { throw CommandFailure(response.error ?? "the stream failed") }
+        printError("streamed \(stream.frames) frames to \(stream.peer) (stream \(stream.id))")
+    }
+}
+
+struct Watch: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Wait for the next incoming stream and write it to stdout or a file; frames a slow reader cannot keep up with are dropped.")
+    @OptionGroup var socket: SocketOption
+    @Option(name: .shortAndLong, help: "Write the stream here instead of stdout.") var output: String?
+
+    func run() throws {
+        let sink: FileHandle
+        if let output {
+            guard FileManager.default.createFile(atPath: output, contents: nil), let handle = FileHandle(forWritingAtPath: output) else {
+                throw CommandFailure("cannot write \(output)")
+            }
+            sink = handle
+        } else {
+            sink = .standardOutput
+        }
+        let session = try socket.client.open(ControlRequest(.watch))
+        printError("waiting for a stream…")
+        guard let started = session.decode(ControlResponse.self), started.ok, let stream = started.stream else {
+            throw CommandFailure("the host stopped before a stream started")
+        }
+        printError("watching stream \(stream.id) from \(stream.peer)")
+        while let chunk = session.readChunk(), !chunk.isEmpty { sink.write(Data(chunk)) }
+        guard let end = session.decode(ControlResponse.self), end.ok, let report = end.stream else {
+            throw CommandFailure("the stream was cut off")
+        }
+        printError("stream \(report.id) ended: \(report.frames) frames, \(report.dropped) dropped")
+    }
+}

@@ -1,0 +1,67 @@
+public import KizunaSDK
+
+/// Why a request to a subsystem (peers, send, stream, watch) cannot be done.
+public struct SubsystemError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// What the host's subsystems do for people: the CLI's `peers`, `send`, `stream` and `watch`.
+extension KizunaHost {
+    /// The peers discovery has found, by identity.
+    public nonisolated func peers() -> [Peer] {
+        state.peers.values.sorted { ($0.name, $0.id.rawValue) < ($1.name, $1.id.rawValue) }
+    }
+
+    /// The peer `text` names: its id, its name, or a unique prefix of its id.
+    public nonisolated func peer(named text: String) throws(SubsystemError) -> Peer {
+        let known = peers()
+        if let exact = known.first(where: { $0.id.rawValue == text }) { return exact }
+        let matches = known.filter { $0.name == text || $0.id.rawValue.hasPrefix(text) }
+        if matches.count == 1 { return matches[0] }
+        let list = known.isEmpty ? "no peer has been found yet (is a discovery plugin running? `kizuna peers` lists them)" : "known peers: \(known.map { "\($0.id) (\($0.name))" }.joined(separator: ", "))"
+        if matches.isEmpty { throw SubsystemError("no peer matches '\(text)'; \(list)") }
+        throw SubsystemError("'\(text)' matches \(matches.count) peers; give the id. \(list)")
+    }
+
+    /// Sends the file or folder at `path` to `peer` with the running file-transfer plugin.
+    public func send(path: String, to peer: String, progress: @escaping @Sendable (TransferProgress) -> Void) async throws -> TransferProgress {
+        guard path.hasPrefix("/") else { throw SubsystemError("'\(path)' is not an absolute path; the host may run in another folder") }
+        guard case .fileTransfer(let plugin)? = subsystem(.fileTransfer) else {
+            throw SubsystemError("no file-transfer plugin is running; load one with `kizuna plugins load file-transfer`")
+        }
+        return try await plugin.send(path: path, to: try self.peer(named: peer), progress: progress)
+    }
+
+    /// Streams `frames` to `peer` with the running streaming plugin; returns the stream's id.
+    public func stream(_ frames: any AsyncSequence<Frame, any Error> & Sendable, to peer: String) async throws -> String {
+        guard case .streaming(let plugin)? = subsystem(.streaming) else {
+            throw SubsystemError("no streaming plugin is running; load one with `kizuna plugins load streaming`")
+        }
+        return try await plugin.stream(frames, to: try self.peer(named: peer))
+    }
+
+    /// A viewer of incoming streams, from the running streaming plugin.
+    public func watchStreams() throws(SubsystemError) -> BroadcastReceiver<StreamDelivery> {
+        guard case .streaming(let plugin)? = subsystem(.streaming) else {
+            throw SubsystemError("no streaming plugin is running; load one with `kizuna plugins load streaming`")
+        }
+        return plugin.watch()
+    }
+}
+
+/// A ``BoundedChannel`` of frames seen as a throwing sequence, as ``StreamingPlugin`` takes them.
+public struct FrameFeed: AsyncSequence, Sendable {
+    public typealias Element = Frame
+    public typealias Failure = any Error
+    let channel: BoundedChannel<Frame>
+
+    public init(_ channel: BoundedChannel<Frame>) { self.channel = channel }
+
+    public func makeAsyncIterator() -> Iterator { Iterator(channel: channel) }
+
+    public struct Iterator: AsyncIteratorProtocol {
+        let channel: BoundedChannel<Frame>
+        public mutating func next() async throws -> Frame? { await channel.receive() }
+    }
+}
