@@ -16,6 +16,8 @@ final class BuiltinFileTransfer: FileTransferPlugin {
         let offers = PendingOffers()
         /// Numbers this host's outgoing transfers.
         let counter = Atomic<Int>(0)
+        /// Outgoing bytes per second for each transfer; 0 for no limit.
+        let rateLimit = Atomic<Int>(0)
 
         init(context: PluginContext, transport: any TransportPlugin, options: Options) {
             self.context = context
@@ -29,6 +31,7 @@ final class BuiltinFileTransfer: FileTransferPlugin {
         var accept: AcceptPolicy = .ask
         var chunkBytes = 256 << 10
         var offerTimeout = Duration.seconds(120)
+        var rateLimit = 0
 
         enum AcceptPolicy: String, Sendable { case auto, ask, refuse }
 
@@ -44,6 +47,10 @@ final class BuiltinFileTransfer: FileTransferPlugin {
             if let bytes = settings.integer("chunk-bytes") {
                 guard (4096...(8 << 20)).contains(bytes) else { throw TransferError("setting 'chunk-bytes' is \(bytes); give 4096 to 8388608") }
                 chunkBytes = Int(bytes)
+            }
+            if let rate = settings.integer("rate-limit-bytes-per-second") {
+                guard rate >= 0 else { throw TransferError("setting 'rate-limit-bytes-per-second' is \(rate); give 0 (no limit) or more") }
+                rateLimit = Int(rate)
             }
             if let seconds = settings.integer("offer-timeout-seconds") {
                 guard seconds >= 1 else { throw TransferError("setting 'offer-timeout-seconds' is \(seconds); give at least 1") }
@@ -61,6 +68,7 @@ final class BuiltinFileTransfer: FileTransferPlugin {
             throw TransferError("cannot create the receive directory \(options.receiveDirectory): \(error.localizedDescription); set 'receive-dir' (or `kizuna run --receive-dir`) to a writable folder")
         }
         let running = Started(context: context, transport: transport, options: options)
+        running.rateLimit.store(options.rateLimit, ordering: .relaxed)
         activeTransfers.withLock { $0 = running }
         defer { activeTransfers.withLock { if $0?.context === context { $0 = nil } } }
         started.send(running)
@@ -137,6 +145,13 @@ final class PendingOffers: Sendable {
 /// `refuse ID`: refuses an offer waiting for an answer.
 @_cdecl("kizuna_files_refuse") public func kizunaFilesRefuse(_ id: UnsafePointer<CChar>) -> Bool {
     activeTransfers.withLock { $0 }?.offers.answer(String(cString: id), accept: false) ?? false
+}
+
+/// `set-rate-limit BYTES`: limits outgoing transfers to BYTES per second (0: no limit).
+@_cdecl("kizuna_files_set_rate_limit") public func kizunaFilesSetRateLimit(_ bytesPerSecond: UInt64) -> Bool {
+    guard let running = activeTransfers.withLock({ $0 }) else { return false }
+    running.rateLimit.store(Int(clamping: bytesPerSecond), ordering: .relaxed)
+    return true
 }
 
 /// `pending`: the offers waiting for an answer, one per line (malloc'd; the host frees it).

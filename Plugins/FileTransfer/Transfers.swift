@@ -52,6 +52,13 @@ struct Sender {
         throw TransferError("cannot reach peer \(peer.id): \(failures.isEmpty ? "it has no address" : failures.joined(separator: "; "))")
     }
 
+    /// Under a rate limit, waits as long as `bytes` take at that rate.
+    private func pace(_ bytes: Int) async throws {
+        let limit = started.rateLimit.load(ordering: .relaxed)
+        guard limit > 0 else { return }
+        try await Task.sleep(for: .seconds(Double(bytes) / Double(limit)))
+    }
+
     private func transfer(_ files: [Wire.FileEntry], _ sources: [String], over connection: any Connection, _ progress: inout TransferProgress) async throws {
         var offer = Wire.Message(.offer)
         offer.id = progress.id
@@ -93,6 +100,7 @@ struct Sender {
                 if let failure { throw failure }
                 guard message.count > 1 else { throw TransferError("\(sources[index]) shrank while it was being sent") }
                 hasher.update(data: message[1...])
+                try await pace(message.count - 1)
                 try await connection.send(message)
                 remaining -= Int64(message.count - 1)
                 progress.bytesDone += Int64(message.count - 1)

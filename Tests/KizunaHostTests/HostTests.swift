@@ -62,7 +62,7 @@ func waitForEvent(_ receiver: BroadcastReceiver<HostEvent>, _ matches: (HostEven
         }
         let file = "\(directory)/payload.bin"
         try Data(repeating: 7, count: 100_000).write(to: URL(fileURLWithPath: file))
-        let progress = try await sender.send(path: file, to: Peer(id: "me", name: "me", addresses: [PeerAddress(host: "memory", port: 0)]))
+        let progress = try await sender.send(path: file, to: Peer(id: "me", name: "me", addresses: [PeerAddress(host: "memory", port: 0)]), progress: { _ in })
         // The receiving side (the same plugin, reached as an inbound connection routed by
         // the host) counted every byte.
         #expect(progress.bytesDone == 100_000)
