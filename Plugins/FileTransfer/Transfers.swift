@@ -1,4 +1,5 @@
 import Crypto
+import Foundation
 import Glibc
 import KizunaSDK
 import Synchronization
@@ -132,6 +133,9 @@ struct Receiver {
         do {
             try await receive(&progress)
         } catch {
+            var failure = Wire.Message(.error)
+            failure.reason = "\(error)"
+            try? await connection.send(Wire.encode(failure))
             if let progress { started.context.events.publish(.transferFailed(progress, reason: "\(error)")) }
             started.context.logger.warning("receive failed", metadata: ["peer": "\(connection.peer)", "reason": "\(error)"])
         }
@@ -150,6 +154,8 @@ struct Receiver {
         let context = started.context
         let options = started.options
         let offer = try await Wire.expect(.offer, from: connection)
+        // The folder may have been removed since the plugin started.
+        try? FileManager.default.createDirectory(atPath: options.receiveDirectory, withIntermediateDirectories: true)
         let files = offer.files ?? []
         var progress = TransferProgress(
             id: "\(offer.id ?? "unnamed")", peer: connection.peer, name: offer.name ?? files.first?.path ?? "?", bytesDone: 0,

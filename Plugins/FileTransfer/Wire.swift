@@ -12,6 +12,8 @@
 //     end {sha256}                  ->
 //                                   <-  verified {ok, reason?}
 //   done                            ->
+//
+// Either side may send error {reason} instead of its next message, then close.
 import Foundation
 import KizunaSDK
 
@@ -29,7 +31,7 @@ enum Wire {
 
     /// Every control message, as one JSON object with a `type`.
     struct Message: Codable, Sendable {
-        enum Kind: String, Codable, Sendable { case offer, answer, file, start, end, verified, done }
+        enum Kind: String, Codable, Sendable { case offer, answer, file, start, end, verified, done, error }
         var type: Kind
         var id: String?
         var name: String?
@@ -73,6 +75,7 @@ enum Wire {
     static func expect(_ kind: Message.Kind, from connection: any Connection) async throws -> Message {
         switch try await receive(from: connection) {
         case .control(let message) where message.type == kind: return message
+        case .control(let message) where message.type == .error: throw TransferError("the peer gave up: \(message.reason ?? "no reason given")")
         case .control(let message): throw TransferError("expected '\(kind.rawValue)' from the peer, got '\(message.type.rawValue)'\(message.reason.map { ": \($0)" } ?? "")")
         case .data: throw TransferError("expected '\(kind.rawValue)' from the peer, got file data")
         case nil: throw TransferError("the peer closed the connection (expected '\(kind.rawValue)')")

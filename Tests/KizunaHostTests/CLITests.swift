@@ -77,9 +77,9 @@ final class BackgroundCLI: @unchecked Sendable {
         Fixtures.writeManifest(in: directory, name: "finder", kind: .discovery, library: "libFixtureDiscovery.so", extra: "[settings]\npeers = [\"aiko@127.0.0.1:7000\"]")
         Fixtures.writeManifest(in: directory, name: "memory", kind: .transport, library: "libFixtureTransport.so")
         let socket = "\(directory)/control.sock"
-        let host = try BackgroundCLI(["run", "--plugins-dir", directory, "--socket", socket, "--workers", "2"])
+        let host = try BackgroundCLI(["run", "--plugins-dir", directory, "--socket", socket, "--workers", "2", "--name", "cli-test", "--id", "cli-1"])
         let lines = host.waitForLine(containing: "host running")
-        #expect(lines.last?.contains("host running, 2 plugin(s), control socket \(socket)") == true, "\(lines)")
+        #expect(lines.last?.contains("host running as cli-test (cli-1), 2 plugin(s), control socket \(socket)") == true, "\(lines)")
         return (host, directory, socket)
     }
 

@@ -144,7 +144,10 @@ import Testing
         let (answer, client) = try offer("elsewhere/planted.txt")
         #expect(answer?["accept"] as? Bool == true)
         client.sendJSON(["type": "file", "index": 0], typeByte: 1)
-        #expect(client.receive() == nil)  // the receiver hangs up
+        let failure = client.receiveJSON(typeByte: true)  // the receiver says why, then hangs up
+        #expect(failure?["type"] as? String == "error")
+        #expect((failure?["reason"] as? String)?.contains("names must not lead through links") == true)
+        #expect(client.receive() == nil)
         #expect(try FileManager.default.contentsOfDirectory(atPath: outside).isEmpty)
         try b.waitFor("names must not lead through links")
         #expect(!FileManager.default.fileExists(atPath: "\(work)/escape.txt"))
