@@ -5,6 +5,7 @@
 import KizunaSDK
 import NIOCore
 import NIOPosix
+import Glibc
 import Synchronization
 
 final class TCPTransport: TransportPlugin {
@@ -48,6 +49,9 @@ final class TCPTransport: TransportPlugin {
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.socketOption(.so_keepalive), value: 1)
+                .childChannelOption(Self.keepAliveIdle, value: Self.keepAliveSeconds)
+                .childChannelOption(Self.keepAliveInterval, value: Self.keepAliveSeconds)
+                .childChannelOption(Self.keepAliveCount, value: 3)
                 .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 64 << 10, maximum: 1 << 20))
                 .bind(host: options.listenHost, port: options.port) { channel in
                     channel.eventLoop.makeCompletedFuture { try Self.wrap(channel, options: options) }
@@ -91,6 +95,9 @@ final class TCPTransport: TransportPlugin {
                 .connectTimeout(options.connectTimeout)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelOption(.socketOption(.so_keepalive), value: 1)
+                .channelOption(Self.keepAliveIdle, value: Self.keepAliveSeconds)
+                .channelOption(Self.keepAliveInterval, value: Self.keepAliveSeconds)
+                .channelOption(Self.keepAliveCount, value: 3)
                 .channelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 64 << 10, maximum: 1 << 20))
                 .connect(host: address.host, port: address.port) { channel in
                     channel.eventLoop.makeCompletedFuture { try Self.wrap(channel, options: options) }
@@ -132,6 +139,13 @@ final class TCPTransport: TransportPlugin {
         let connection = try? await TCPConnection.open(channel, server: server, inbound: true, timeout: server.options.handshakeTimeout, handshake: handshake)
         if let connection { await server.context.routeInbound(connection) }
     }
+
+    // A peer that vanished without closing (a half-open connection) is found by TCP
+    // keepalive: probed after 10 s of silence, every 10 s, and dropped after 3 unanswered.
+    static let keepAliveSeconds: SocketOptionValue = 10
+    static let keepAliveIdle = ChannelOptions.Types.SocketOption(level: .init(IPPROTO_TCP), name: .init(TCP_KEEPIDLE))
+    static let keepAliveInterval = ChannelOptions.Types.SocketOption(level: .init(IPPROTO_TCP), name: .init(TCP_KEEPINTVL))
+    static let keepAliveCount = ChannelOptions.Types.SocketOption(level: .init(IPPROTO_TCP), name: .init(TCP_KEEPCNT))
 
     /// Puts the framing handlers and the async bridge on a new channel.
     private static func wrap(_ channel: any Channel, options: Options) throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {

@@ -100,6 +100,34 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: partial))
     }
 
+    @Test func aReceiverThatAsksAcceptsOrRefusesEachOffer() throws {
+        let work = Fixtures.temporaryDirectory()
+        let plugins = try BuiltinHost.pluginsDirectory(in: work, serviceType: BuiltinHost.serviceType())
+        let a = try BuiltinHost(name: "aiko", work: work, plugins: plugins)
+        let b = try BuiltinHost(name: "bo", work: work, plugins: plugins, arguments: ["--accept", "ask"])
+        defer {
+            _ = a.kill()
+            _ = b.kill()
+        }
+        try a.waitFor("peer found: \(b.id)")
+        let file = "\(work)/letter.txt"
+        try Data("dear bo".utf8).write(to: URL(fileURLWithPath: file))
+
+        for accept in [true, false] {
+            let sending = try BackgroundCLI(["send", file, "--to", b.id, "--socket", a.socket], limit: 60)
+            let offered = try b.waitFor("offered by \(a.id)").last ?? ""
+            let id = try #require(offered.firstMatch(of: /transfer (\S+) offered/).map { String($0.1) })
+            #expect(try b.cli(["plugins", "call", "file-transfer", "pending"]).stdout.contains("\(id): letter.txt from \(a.id)"))
+            #expect(try b.cli(["plugins", "call", "file-transfer", accept ? "accept" : "refuse", id]).stdout.contains("true"))
+            let result = sending.waitForLine(containing: accept ? "verified by the peer" : "refused")
+            #expect(result.last?.contains(accept ? "verified by the peer" : "refused the transfer: not accepted on the receiving host") == true, "\(result)")
+            #expect(sending.process.waitUntilExitOrKill() == (accept ? 0 : 1))
+        }
+        #expect(FileManager.default.contentsEqual(atPath: file, andPath: "\(b.receiveDirectory)/letter.txt"))
+        // An answer to no offer is refused.
+        #expect(try b.cli(["plugins", "call", "file-transfer", "accept", "nothing-1"]).stdout.contains("false"))
+    }
+
     /// Polls the receive directory (with a deadline) for a partial file of `bytes` or more.
     func waitForPartial(in directory: String, atLeast bytes: Int) throws -> String? {
         let deadline = Date(timeIntervalSinceNow: 30)
