@@ -44,10 +44,17 @@ let package = Package(
     targets: [
         .target(name: "CKizunaHost"),
         .systemLibrary(name: "CFFI", pkgConfig: "libffi", providers: [.apt(["libffi-dev"])]),
-        .target(name: "KizunaHost", dependencies: [sdk, "CKizunaHost", "CFFI", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(
+            name: "KizunaHost",
+            dependencies: [
+                sdk, .product(name: "KizunaPluginTestKit", package: "plugin-sdk"), "CKizunaHost", "CFFI", .product(name: "Crypto", package: "swift-crypto"),
+            ]),
         .executableTarget(
             name: "KizunaCLI",
-            dependencies: ["KizunaHost", sdk, .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: [
+                "KizunaHost", sdk, .product(name: "KizunaPluginTestKit", package: "plugin-sdk"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
         .executableTarget(name: "RuntimeDemo", dependencies: [sdk], path: "Examples/RuntimeDemo"),
         .executableTarget(name: "RuntimeBenchmarks", dependencies: [sdk], path: "Benchmarks/RuntimeBenchmarks"),
         .executableTarget(name: "HostBenchmarks", dependencies: ["KizunaHost", sdk], path: "Benchmarks/HostBenchmarks"),

@@ -11,7 +11,9 @@ import PackageDescription
 let package = Package(
     name: "plugin-sdk",
     products: [
-        .library(name: "KizunaSDK", type: .dynamic, targets: ["KizunaSDK"])
+        .library(name: "KizunaSDK", type: .dynamic, targets: ["KizunaSDK"]),
+        // The conformance suite and an in-process test host, for plugin authors' own tests.
+        .library(name: "KizunaPluginTestKit", targets: ["KizunaPluginTestKit"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
@@ -31,6 +33,7 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
+        .target(name: "KizunaPluginTestKit", dependencies: ["KizunaSDK"]),
     ]
 )
 

@@ -9,7 +9,10 @@ struct Kizuna: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kizuna",
         abstract: "Connect nearby devices: a plugin host for discovery, transport, file transfer and streaming.",
-        subcommands: [Run.self, Peers.self, Send.self, Stream.self, Watch.self, Plugins.self, Status.self, Events.self, Demo.self])
+        subcommands: [
+            Run.self, Peers.self, Send.self, Stream.self, Watch.self, Plugins.self, Status.self, Events.self, ConformanceCommand.self,
+            ConformanceCheckCommand.self, Demo.self,
+        ])
 }
 
 /// Options every command that talks to a running host takes.
