@@ -13,7 +13,7 @@ let sdk = Target.Dependency.product(name: "KizunaSDK", package: "plugin-sdk")
 let fixturePlugins = [
     "FixtureDiscovery", "FixtureTransport", "FixtureFileTransfer", "FixtureStreaming", "FixtureThrowing",
     "FixtureIgnoresShutdown", "FixtureNeverReturns", "FixtureWrongABI", "FixtureNoEntry", "FixtureOldSDK",
-    "FixtureOtherCompiler", "FixtureForeignSDK",
+    "FixtureOtherCompiler", "FixtureForeignSDK", "FixtureCrashesInRun", "FixtureLeaksTasks", "FixtureFaultyTransport",
 ]
 
 /// The built-in plugins: one folder each in Plugins/, one dynamic library each, with a
@@ -59,7 +59,7 @@ let package = Package(
         .executableTarget(name: "RuntimeBenchmarks", dependencies: [sdk], path: "Benchmarks/RuntimeBenchmarks"),
         .executableTarget(name: "HostBenchmarks", dependencies: ["KizunaHost", sdk], path: "Benchmarks/HostBenchmarks"),
         .testTarget(name: "KizunaSDKTests", dependencies: [sdk]),
-        .testTarget(name: "KizunaHostTests", dependencies: ["KizunaHost", sdk]),
+        .testTarget(name: "KizunaHostTests", dependencies: ["KizunaHost", sdk, .product(name: "KizunaPluginTestKit", package: "plugin-sdk")]),
     ]
 )
 

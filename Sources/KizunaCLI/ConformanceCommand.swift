@@ -66,6 +66,10 @@ struct ConformanceCommand: ParsableCommand {
         child.executableURL = URL(fileURLWithPath: CommandLine.executablePath)
         child.arguments = ["conformance-check", suite.manifest.path, "--check", id, "--timeout", String(timeout)]
             + (suite.transport.map { ["--transport", $0.path] } ?? [])
+        // A crash is reported from the runtime's message; the backtrace would only slow it.
+        var environment = ProcessInfo.processInfo.environment
+        environment["SWIFT_BACKTRACE"] = "enable=no"
+        child.environment = environment
         let output = Pipe(), errors = Pipe()
         child.standardOutput = output
         child.standardError = errors
@@ -93,7 +97,8 @@ struct ConformanceCommand: ParsableCommand {
             return CheckResult(id: id, status: .timedOut, message: "the check did not finish within \(Int(timeout)) s and was killed", seconds: seconds)
         }
         if child.terminationReason == .uncaughtSignal {
-            let last = stderrText.value.split(separator: "\n").last { !$0.isEmpty }.map { ": \($0)" } ?? ""
+            let lines = stderrText.value.split(separator: "\n")
+            let last = (lines.first { $0.contains("Fatal error") || $0.contains("fatal error") } ?? lines.last { !$0.isEmpty }).map { ": \($0)" } ?? ""
             return CheckResult(id: id, status: .crashed, message: "the process died of signal \(child.terminationStatus) (\(signalName(child.terminationStatus)))\(last)", seconds: seconds)
         }
         let lines = String(decoding: stdout, as: UTF8.self).split(separator: "\n")

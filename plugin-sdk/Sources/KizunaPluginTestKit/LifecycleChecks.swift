@@ -38,10 +38,10 @@ extension Conformance {
             for round in 1...2 {
                 let plugin = try environment.startSubject(on: host)
                 try await probe(plugin)
+                let report = await plugin.stop()
                 await host.stopAll()
-                if let ended = await plugin.runEnded(within: .seconds(1)), case .failure(let error) = ended {
-                    throw CheckFailure("start \(round): run threw when asked to stop: \(error)")
-                }
+                try require(report.ended, "start \(round): run never returned when asked to stop, so it cannot be started again cleanly")
+                if let error = report.error { throw CheckFailure("start \(round): run threw when asked to stop: \(error)") }
             }
             return .passed()
         },
