@@ -37,6 +37,7 @@ let package = Package(
     ],
     dependencies: [
         .package(path: "plugin-sdk"),
+        .package(path: "plugin-sdk/TestKit"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -47,26 +48,29 @@ let package = Package(
         .target(
             name: "KizunaHost",
             dependencies: [
-                sdk, .product(name: "KizunaPluginTestKit", package: "plugin-sdk"), "CKizunaHost", "CFFI", .product(name: "Crypto", package: "swift-crypto"),
+                sdk, .product(name: "KizunaPluginTestKit", package: "TestKit"), "CKizunaHost", "CFFI", .product(name: "Crypto", package: "swift-crypto"),
             ]),
         .executableTarget(
             name: "KizunaCLI",
             dependencies: [
-                "KizunaHost", sdk, .product(name: "KizunaPluginTestKit", package: "plugin-sdk"),
+                "KizunaHost", sdk, .product(name: "KizunaPluginTestKit", package: "TestKit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "RuntimeDemo", dependencies: [sdk], path: "Examples/RuntimeDemo"),
         .executableTarget(name: "RuntimeBenchmarks", dependencies: [sdk], path: "Benchmarks/RuntimeBenchmarks"),
         .executableTarget(name: "HostBenchmarks", dependencies: ["KizunaHost", sdk], path: "Benchmarks/HostBenchmarks"),
         .testTarget(name: "KizunaSDKTests", dependencies: [sdk]),
-        .testTarget(name: "KizunaHostTests", dependencies: ["KizunaHost", sdk, .product(name: "KizunaPluginTestKit", package: "plugin-sdk")]),
+        .testTarget(name: "KizunaHostTests", dependencies: ["KizunaHost", "CKizunaHost", sdk, .product(name: "KizunaPluginTestKit", package: "TestKit")]),
     ]
 )
 
 package.products += builtinPlugins.map { .library(name: $0.product, type: .dynamic, targets: [$0.product]) }
 package.targets += builtinPlugins.map { .target(name: $0.product, dependencies: [sdk] + $0.dependencies, path: "Plugins/\($0.folder)") }
 package.products += fixturePlugins.map { .library(name: $0, type: .dynamic, targets: [$0]) }
-package.targets += fixturePlugins.map { .target(name: $0, dependencies: [sdk], path: "Tests/Fixtures/\($0)") }
+package.targets += fixturePlugins.map { name in
+    let testKit = Target.Dependency.product(name: "KizunaPluginTestKit", package: "TestKit")
+    return .target(name: name, dependencies: name == "FixtureFaultyTransport" ? [sdk, testKit] : [sdk], path: "Tests/Fixtures/\(name)")
+}
 
 for target in package.targets where target.type != .system {
     var settings = target.swiftSettings ?? []

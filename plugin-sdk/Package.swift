@@ -11,9 +11,7 @@ import PackageDescription
 let package = Package(
     name: "plugin-sdk",
     products: [
-        .library(name: "KizunaSDK", type: .dynamic, targets: ["KizunaSDK"]),
-        // The conformance suite and an in-process test host, for plugin authors' own tests.
-        .library(name: "KizunaPluginTestKit", targets: ["KizunaPluginTestKit"]),
+        .library(name: "KizunaSDK", type: .dynamic, targets: ["KizunaSDK"])
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
@@ -33,7 +31,6 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
-        .target(name: "KizunaPluginTestKit", dependencies: ["KizunaSDK"]),
     ]
 )
 

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "CKizunaHost.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -63,4 +64,10 @@ int kizuna_unix_connect(const char *path) {
 int kizuna_accept(int fd) {
     int connection = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
     return connection >= 0 ? connection : -errno;
+}
+
+const char *kizuna_image_containing(const void *address) {
+    Dl_info info;
+    if (dladdr(address, &info) == 0) return NULL;
+    return info.dli_fname;
 }

@@ -17,4 +17,8 @@ int kizuna_accept(int fd);
 /// Connects to the Unix stream socket at `path`. Returns the descriptor, or -errno.
 int kizuna_unix_connect(const char *path);
 
+/// The path of the loaded image (executable or shared library) that contains `address`,
+/// or NULL (dladdr, which Glibc's Swift module does not expose).
+const char *kizuna_image_containing(const void *address);
+
 #endif
