@@ -41,7 +41,7 @@ public protocol StreamingPlugin: Plugin {
     func stream(_ frames: any AsyncSequence<Frame, any Error> & Sendable, to peer: Peer) async throws -> String
     /// Everything incoming streams deliver from now on. A viewer that reads slower than
     /// frames arrive misses the oldest ones and is told how many
-    /// (``BroadcastMessage/lagged(_:)``): memory stays bounded and the stream stays live.
+    /// (``BroadcastMessage/lagged(missed:)``): memory stays bounded and the stream stays live.
     func watch() -> BroadcastReceiver<StreamDelivery>
 }
 
