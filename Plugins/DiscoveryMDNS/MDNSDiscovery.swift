@@ -31,8 +31,9 @@ final class MDNSDiscovery: DiscoveryPlugin {
                 if let (packet, source) = socket.receive(timeoutMilliseconds: 200) { responder.handle(packet, from: source) }
             }
         }
-        // Announce twice a second apart and query three times (RFC 6762, 8.3 and 5.2),
-        // then query every query interval; expire records and follow service changes each second.
+        // Announce twice a second apart (RFC 6762, 8.3); query at 0, 1, 3, 7, 15 and 31 s
+        // (intervals doubling, 5.2), then every query interval; expire records and follow
+        // service changes each second.
         var tick = 0
         var announcedServices = context.host.services
         responder.announce()
@@ -44,7 +45,7 @@ final class MDNSDiscovery: DiscoveryPlugin {
                 announcedServices = services
                 responder.announce()
             }
-            if tick == 1 || tick == 3 || tick % options.queryInterval == 0 { responder.query() }
+            if [1, 3, 7, 15, 31].contains(tick) || tick % options.queryInterval == 0 { responder.query() }
             responder.expire()
         }
         responder.stop()

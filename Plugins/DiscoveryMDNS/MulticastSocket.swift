@@ -34,6 +34,8 @@ final class MulticastSocket: Sendable {
         }
         try option(SOL_SOCKET, SO_REUSEADDR, Int32(1), "SO_REUSEADDR")
         try option(SOL_SOCKET, SO_REUSEPORT, Int32(1), "SO_REUSEPORT")
+        // Every responder on the machine hears every mDNS packet: room for bursts.
+        try option(SOL_SOCKET, SO_RCVBUF, Int32(1 << 20), "SO_RCVBUF")
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = port.bigEndian

@@ -84,14 +84,17 @@ struct Run: AsyncParsableCommand {
             await host.shutdown()
             throw error
         }
+        // Subscribe before the plugins start, so nothing they find is missed; print only
+        // once the host is reported running.
+        let narration = quiet ? nil : host.events.subscribe()
         let failures = await host.loadAll()
         for failure in failures { printError("kizuna: \(failure)") }
         // Status lines go straight to the descriptor, so a supervisor reading a pipe sees
         // "host running" when it happens.
         let plugins = try await host.list()
-        if !quiet { narrate(host) }
         writeLine("kizuna: host running as \(configuration.hostName) (\(configuration.hostID)), \(plugins.count) plugin(s), control socket \(server.path)")
         for plugin in plugins { writeLine("  \(plugin.name) (\(plugin.kind) \(plugin.version)): \(plugin.state)") }
+        if let narration { narrate(narration, on: host) }
         let signal = await TerminationSignal.wait()
         writeLine("kizuna: \(signal), shutting down")
         server.stop()
@@ -101,8 +104,7 @@ struct Run: AsyncParsableCommand {
 }
 
 /// Prints what happens between hosts (peers, transfers, streams) as it happens.
-private func narrate(_ host: KizunaHost) {
-    let events = host.events.subscribe()
+private func narrate(_ events: BroadcastReceiver<HostEvent>, on host: KizunaHost) {
     _ = try? host.runtime.handle.spawn(name: "narrate") {
         for await message in events {
             guard case .element(let event) = message else { continue }
