@@ -82,6 +82,14 @@ import Testing
         #expect(unbounded?.message("transport.backpressure").contains("send does not wait for the reader") == true)
     }
 
+    @Test func everyDeclaredActionMustResolve() throws {
+        let (status, report, _) = try conformance(["\(Self.fixtures)/missing-action.toml", "--include", "library"])
+        #expect(status == 1)
+        #expect(report?.status("library.loads") == .passed)
+        #expect(report?.status("library.actions-resolve") == .failed)
+        #expect(report?.message("library.actions-resolve") == "action 'vanish' names symbol 'fixture_no_such_symbol', which the library does not export")
+    }
+
     @Test func checksAreListedSelectedAndRefusedClearly() throws {
         let listed = try CLI.run(["conformance", "\(BuiltinHost.repository)/manifests/tcp-transport.toml", "--list", "--exclude", "library"])
         #expect(listed.status == 0)
