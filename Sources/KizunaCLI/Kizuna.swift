@@ -68,6 +68,8 @@ struct Run: AsyncParsableCommand {
     enum AcceptPolicy: String, ExpressibleByArgument, CaseIterable { case auto, ask, refuse }
 
     func run() async throws {
+        // Caught from the start: a SIGTERM while plugins load still stops the host cleanly.
+        let termination = TerminationSignal.install()
         var runtime = RuntimeConfiguration()
         if let workers { runtime.workerThreads = workers }
         var transfer: [String: SettingValue] = [:]
@@ -95,7 +97,7 @@ struct Run: AsyncParsableCommand {
         writeLine("kizuna: host running as \(configuration.hostName) (\(configuration.hostID)), \(plugins.count) plugin(s), control socket \(server.path)")
         for plugin in plugins { writeLine("  \(plugin.name) (\(plugin.kind) \(plugin.version)): \(plugin.state)") }
         if let narration { narrate(narration, on: host) }
-        let signal = await TerminationSignal.wait()
+        let signal = await termination.wait()
         writeLine("kizuna: \(signal), shutting down")
         server.stop()
         let report = await host.shutdown()
@@ -298,29 +300,44 @@ func printError(_ message: String) {
     FileHandle.standardError.write(Data((message + "\n").utf8))
 }
 
-/// Waits for SIGINT or SIGTERM.
-enum TerminationSignal {
-    static func wait() async -> String {
+/// SIGINT and SIGTERM, caught from the moment ``install()`` is called: a signal that
+/// comes before anyone waits is kept, not lost to the default action.
+final class TerminationSignal: @unchecked Sendable {
+    private let lock = NSLock()
+    private var received: String?
+    private var waiter: CheckedContinuation<String, Never>?
+    private var sources: [DispatchSourceSignal] = []
+
+    static func install() -> TerminationSignal {
+        let termination = TerminationSignal()
+        for (number, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { termination.deliver(name) }
+            source.resume()
+            termination.sources.append(source)
+        }
+        return termination
+    }
+
+    private func deliver(_ name: String) {
+        let waiting = lock.withLock { () -> CheckedContinuation<String, Never>? in
+            guard received == nil else { return nil }
+            received = name
+            defer { waiter = nil }
+            return waiter
+        }
+        waiting?.resume(returning: name)
+    }
+
+    /// The first signal caught, waiting for one if none has come yet.
+    func wait() async -> String {
         await withCheckedContinuation { (continuation: CheckedContinuation<String, Never>) in
-            let resumed = NSLock()
-            nonisolated(unsafe) var done = false
-            nonisolated(unsafe) var sources: [DispatchSourceSignal] = []
-            for (number, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")] {
-                signal(number, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-                source.setEventHandler {
-                    let first = resumed.withLock { () -> Bool in
-                        defer { done = true }
-                        return !done
-                    }
-                    if first {
-                        for source in sources { source.cancel() }
-                        continuation.resume(returning: name)
-                    }
-                }
-                source.resume()
-                sources.append(source)
+            let already = lock.withLock { () -> String? in
+                if received == nil { waiter = continuation }
+                return received
             }
+            if let already { continuation.resume(returning: already) }
         }
     }
 }

@@ -225,6 +225,17 @@ final class BackgroundCLI: @unchecked Sendable {
         #expect(message.contains("cannot reach a Kizuna host at \(socket) (Permission denied)"), "\(message)")
     }
 
+    /// SIGTERM while plugins are still starting (before "host running") stops the host
+    /// cleanly instead of killing it.
+    @Test func aSignalDuringStartupStopsTheHostCleanly() throws {
+        let directory = Fixtures.temporaryDirectory()
+        Fixtures.writeManifest(in: directory, name: "finder", kind: .discovery, library: "libFixtureDiscovery.so")
+        let host = try BackgroundCLI(["run", "--plugins-dir", directory, "--socket", "\(directory)/control.sock"])
+        #expect(host.waitForLine(containing: "plugin started").last?.contains("plugin started") == true)
+        #expect(host.terminate() == 0)
+        #expect(host.process.terminationReason == .exit)
+    }
+
     @Test func aSecondHostOnTheSameSocketIsRefused() throws {
         let (host, directory, socket) = try startHost()
         defer { _ = host.terminate() }
