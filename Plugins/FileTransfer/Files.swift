@@ -88,8 +88,21 @@ struct Destination {
 
     init(root: String, relativePath: String, key: String) throws(TransferError) {
         let parts = relativePath.split(separator: "/").map(String.init)
+        let folder = try Self.makeFolders(root: root, parts.dropLast(), for: relativePath)
+        finalPath = folder + "/" + parts.last!
+        partialPath = folder + "/.\(parts.last!.prefix(200)).kizuna-partial-\(key)"
+        var status = stat()
+        if lstat(finalPath, &status) == 0, status.st_mode & S_IFMT == S_IFLNK {
+            throw TransferError("refused '\(relativePath)': \(finalPath) is a link, and a received file never replaces a link")
+        }
+    }
+
+    /// Creates `root/parts…` folder by folder, refusing a part that is a link or not a
+    /// folder; returns the path.
+    @discardableResult
+    static func makeFolders(root: String, _ parts: some Sequence<String>, for relativePath: String) throws(TransferError) -> String {
         var folder = root
-        for part in parts.dropLast() {
+        for part in parts {
             folder += "/" + part
             var status = stat()
             if lstat(folder, &status) == 0 {
@@ -99,12 +112,7 @@ struct Destination {
                 throw TransferError("cannot create \(folder): \(String(cString: strerror(errno)))")
             }
         }
-        finalPath = folder + "/" + parts.last!
-        partialPath = folder + "/.\(parts.last!.prefix(200)).kizuna-partial-\(key)"
-        var status = stat()
-        if lstat(finalPath, &status) == 0, status.st_mode & S_IFMT == S_IFLNK {
-            throw TransferError("refused '\(relativePath)': \(finalPath) is a link, and a received file never replaces a link")
-        }
+        return folder
     }
 
     /// The bytes already in the partial file.
@@ -115,8 +123,8 @@ struct Destination {
     }
 }
 
-/// The files under `path` (the file itself, or every regular file in the tree, links not
-/// followed), with the names they travel under.
+/// The files under `path` (the file itself, or every folder and regular file in the tree,
+/// links not followed), with the names they travel under.
 func collectFiles(at path: String) throws(TransferError) -> (name: String, entries: [Wire.FileEntry], sources: [String]) {
     var status = stat()
     guard stat(path, &status) == 0 else { throw TransferError("cannot send \(path): \(String(cString: strerror(errno)))") }
@@ -129,11 +137,17 @@ func collectFiles(at path: String) throws(TransferError) -> (name: String, entri
     var entries: [Wire.FileEntry] = []
     var sources: [String] = []
     guard let walker = FileManager.default.enumerator(atPath: path) else { throw TransferError("cannot list \(path)") }
+    entries.append(Wire.FileEntry(path: name, size: 0, modified: 0, directory: true))
+    sources.append(path)
     for case let relative as String in walker {
         let full = path + "/" + relative
         var item = stat()
-        guard lstat(full, &item) == 0, item.st_mode & S_IFMT == S_IFREG else { continue }
-        entries.append(entry(name + "/" + relative, item))
+        guard lstat(full, &item) == 0 else { continue }
+        switch item.st_mode & S_IFMT {
+        case S_IFREG: entries.append(entry(name + "/" + relative, item))
+        case S_IFDIR: entries.append(Wire.FileEntry(path: name + "/" + relative, size: 0, modified: 0, directory: true))
+        default: continue  // links and special files are not sent
+        }
         sources.append(full)
     }
     let order = entries.indices.sorted { entries[$0].path < entries[$1].path }

@@ -71,7 +71,7 @@ struct Sender {
         guard answer.accept == true else { throw TransferError("peer \(peer.id) refused the transfer: \(answer.reason ?? "no reason given")") }
 
         var reported: Int64 = 0
-        for (index, file) in files.enumerated() {
+        for (index, file) in files.enumerated() where !file.isDirectory {
             var request = Wire.Message(.file)
             request.index = index
             try await connection.send(Wire.encode(request))
@@ -180,8 +180,11 @@ struct Receiver {
         try await connection.send(Wire.encode(answer))
         context.events.publish(.transferProgress(progress))
 
+        for folder in files where folder.isDirectory {
+            try Destination.makeFolders(root: options.receiveDirectory, folder.path.split(separator: "/").map(String.init), for: folder.path)
+        }
         var reported: Int64 = 0
-        for (index, file) in files.enumerated() {
+        for (index, file) in files.enumerated() where !file.isDirectory {
             let request = try await Wire.expect(.file, from: connection)
             guard request.index == index else { throw TransferError("the peer asked for file \(request.index ?? -1), expected \(index)") }
             var keyHasher = SHA256()

@@ -5,7 +5,7 @@
 //   sender                              receiver
 //   offer {id, name, files, total}  ->
 //                                   <-  answer {accept, reason?}
-//   for each file:
+//   for each file (folders in `files` are only created):
 //     file {index}                  ->
 //                                   <-  start {offset}     (bytes it already has)
 //     data… from offset             ->
@@ -27,6 +27,10 @@ enum Wire {
         var size: Int64
         /// Seconds since 1970; with the path and size it names a partial file to resume.
         var modified: Int64
+        /// A folder (sent so that empty ones arrive too); it has no data.
+        var directory: Bool? = nil
+
+        var isDirectory: Bool { directory == true }
     }
 
     /// Every control message, as one JSON object with a `type`.

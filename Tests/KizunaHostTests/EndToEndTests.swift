@@ -46,11 +46,14 @@ import Testing
         try Data("one".utf8).write(to: URL(fileURLWithPath: "\(tree)/cover.txt"))
         try writeRandomFile("\(tree)/2026/summer/beach.raw", bytes: 3 << 20)
         try Data().write(to: URL(fileURLWithPath: "\(tree)/2026/empty.txt"))
+        try FileManager.default.createDirectory(atPath: "\(tree)/drafts/unsorted", withIntermediateDirectories: true)
         let sentTree = try a.cli(["send", tree, "--to", "bo"])
         #expect(sentTree.status == 0, "\(sentTree.stderr)")
         for relative in ["cover.txt", "2026/summer/beach.raw", "2026/empty.txt"] {
             #expect(FileManager.default.contentsEqual(atPath: "\(tree)/\(relative)", andPath: "\(b.receiveDirectory)/album/\(relative)"), "\(relative)")
         }
+        var isFolder: ObjCBool = false
+        #expect(FileManager.default.fileExists(atPath: "\(b.receiveDirectory)/album/drafts/unsorted", isDirectory: &isFolder) && isFolder.boolValue)
         // Nothing is left under a temporary name.
         let leftovers = FileManager.default.enumerator(atPath: b.receiveDirectory)!.compactMap { $0 as? String }.filter { $0.contains("kizuna-partial") }
         #expect(leftovers.isEmpty)
