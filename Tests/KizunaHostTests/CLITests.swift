@@ -225,6 +225,28 @@ final class BackgroundCLI: @unchecked Sendable {
         #expect(message.contains("cannot reach a Kizuna host at \(socket) (Permission denied)"), "\(message)")
     }
 
+    @Test func subsystemCommandsRefuseWhatTheHostCannotDo() throws {
+        let (host, directory, socket) = try startHost()
+        defer { _ = host.terminate() }
+        let peers = try CLI.run(["peers", "--socket", socket])
+        #expect(peers.status == 0)
+        #expect(peers.stdout.contains("aiko"))
+        let file = "\(directory)/note.txt"
+        try Data("hi".utf8).write(to: URL(fileURLWithPath: file))
+        let send = try CLI.run(["send", file, "--to", "aiko", "--socket", socket])
+        #expect(send.status != 0)
+        #expect(send.stderr.contains("no file-transfer plugin is running; load one with `kizuna plugins load file-transfer`"))
+        let watch = try CLI.run(["watch", "--socket", socket])
+        #expect(watch.status != 0)
+        #expect(watch.stderr.contains("no streaming plugin is running"))
+        let stream = try CLI.run(["stream", "--to", "aiko", "--frame-bytes", "0", file, "--socket", socket])
+        #expect(stream.status != 0)
+        #expect(stream.stderr.contains("--frame-bytes must be from 1 to 8388608"))
+        let unknownPeer = try CLI.run(["stream", "--to", "nobody", file, "--socket", socket])
+        #expect(unknownPeer.status != 0)
+        #expect(unknownPeer.stderr.contains("no peer matches 'nobody'"))
+    }
+
     /// SIGTERM while plugins are still starting (before "host running") stops the host
     /// cleanly instead of killing it.
     @Test func aSignalDuringStartupStopsTheHostCleanly() throws {

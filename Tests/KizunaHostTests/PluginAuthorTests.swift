@@ -22,6 +22,24 @@ import Testing
         return (process.terminationStatus, text)
     }
 
+    @Test func badGeneratorInputIsRefusedClearly() throws {
+        let work = Fixtures.temporaryDirectory()
+        let badName = try CLI.run(["plugin", "new", "Bad_Name", "--kind", "discovery", "--output", "\(work)/x"])
+        #expect(badName.status != 0)
+        #expect(badName.stderr.contains("'Bad_Name' is not a plugin name"))
+        let badKind = try CLI.run(["plugin", "new", "radio", "--kind", "radio", "--output", "\(work)/x"])
+        #expect(badKind.status != 0)
+        #expect(badKind.stderr.contains("'radio' is not a plugin kind; use discovery, transport, file-transfer, streaming"))
+        let badSDK = try CLI.run(["plugin", "new", "radio", "--kind", "streaming", "--output", "\(work)/x", "--sdk", work])
+        #expect(badSDK.status != 0)
+        #expect(badSDK.stderr.contains("is not the Kizuna plugin-sdk package"))
+        try FileManager.default.createDirectory(atPath: "\(work)/taken", withIntermediateDirectories: true)
+        let taken = try CLI.run(["plugin", "new", "radio", "--kind", "streaming", "--output", "\(work)/taken"])
+        #expect(taken.status != 0)
+        #expect(taken.stderr.contains("already exists"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(work)/taken").isEmpty)
+    }
+
     @Test func aGeneratedPluginBuildsPassesConformanceAndRunsInAHost() throws {
         let work = Fixtures.temporaryDirectory()
         #expect(!work.hasPrefix(BuiltinHost.repository))
