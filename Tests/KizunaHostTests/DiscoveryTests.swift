@@ -118,11 +118,45 @@ import Testing
             counted = Int(try a.cli(["plugins", "call", "mdns-discovery", "malformed-packets"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
         }
         #expect(counted >= garbage.count)
-        // Still running, still finding peers.
+
+        // A valid response (PTR, SRV, TXT and A with compressed names), then 1500 copies
+        // with bytes flipped, cut short or grown: whatever parses is learned, the rest is
+        // counted, and nothing crashes.
+        let valid = Self.sampleResponse()
+        var generator = SystemRandomNumberGenerator()
+        for round in 0..<1500 {
+            var packet = valid
+            for _ in 0..<(1 + round % 4) { packet[Int.random(in: 0..<packet.count, using: &generator)] = UInt8.random(in: 0...255, using: &generator) }
+            if round % 5 == 0 { packet = Array(packet.prefix(Int.random(in: 0..<packet.count, using: &generator))) }
+            if round % 7 == 0 { packet += (0..<Int.random(in: 1...40, using: &generator)).map { _ in UInt8.random(in: 0...255) } }
+            try sendMulticast(packet)
+            if round % 100 == 99 { usleep(5_000) }  // let the receiver keep up: the point is the parser, not the socket buffer
+        }        // Still running, still finding peers.
         let b = try BuiltinHost(name: "bo", work: work, plugins: plugins)
         defer { _ = b.kill() }
         try a.waitFor("peer found: \(b.id)")
         #expect(try a.cli(["plugins", "info", "mdns-discovery"]).stdout.contains("running"))
+    }
+
+    /// An mDNS response for `fuzz._kztest._tcp.local`, with name compression.
+    static func sampleResponse() -> [UInt8] {
+        var packet: [UInt8] = [0, 0, 0x84, 0, 0, 0, 0, 4, 0, 0, 0, 0]
+        func name(_ labels: [String]) -> [UInt8] { labels.flatMap { [UInt8($0.utf8.count)] + Array($0.utf8) } + [0] }
+        func record(_ owner: [UInt8], type: UInt16, _ data: [UInt8]) -> [UInt8] {
+            owner + [UInt8(type >> 8), UInt8(type & 0xFF), 0x80, 1, 0, 0, 0x11, 0x94, UInt8(data.count >> 8), UInt8(data.count & 0xFF)] + data
+        }
+        let serviceOffset = packet.count
+        let service = name(["_kztest", "_tcp", "local"])
+        let instance: [UInt8] = [4] + Array("fuzz".utf8) + [0xC0, UInt8(serviceOffset)]
+        packet += record(service, type: 12, instance)
+        let instanceOffset = packet.count - instance.count
+        let pointerToInstance: [UInt8] = [0xC0, UInt8(instanceOffset)]
+        let host = name(["fuzzhost", "local"])
+        packet += record(pointerToInstance, type: 33, [0, 0, 0, 0, 0x10, 0x92] + host)
+        let txt = ["id=fuzz", "services=file-transfer"].flatMap { [UInt8($0.utf8.count)] + Array($0.utf8) }
+        packet += record(pointerToInstance, type: 16, txt)
+        packet += record(host, type: 1, [127, 0, 0, 1])
+        return packet
     }
 
     /// Sends `packet` to the mDNS group on loopback only.
