@@ -14,6 +14,7 @@ let fixturePlugins = [
     "FixtureDiscovery", "FixtureTransport", "FixtureFileTransfer", "FixtureStreaming", "FixtureThrowing",
     "FixtureIgnoresShutdown", "FixtureNeverReturns", "FixtureWrongABI", "FixtureNoEntry", "FixtureOldSDK",
     "FixtureOtherCompiler", "FixtureForeignSDK", "FixtureCrashesInRun", "FixtureLeaksTasks", "FixtureFaultyTransport",
+    "FixtureNeverReady",
 ]
 
 /// The built-in plugins: one folder each in Plugins/, one dynamic library each, with a

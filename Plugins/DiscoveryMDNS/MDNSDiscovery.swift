@@ -38,6 +38,7 @@ final class MDNSDiscovery: DiscoveryPlugin {
         var announcedServices = context.host.services
         responder.announce()
         responder.query()
+        context.ready()
         while !(await context.shutdown.wait(within: .seconds(1))) {
             tick += 1
             let services = context.host.services

@@ -81,6 +81,7 @@ final class BuiltinFileTransfer: FileTransferPlugin {
                 }
             }
         }
+        context.ready()
         await context.shutdown.wait()
         running.offers.refuseAll()
         server.cancel()

@@ -46,6 +46,7 @@ final class BuiltinStreaming: StreamingPlugin {
                 }
             }
         }
+        context.ready()
         await context.shutdown.wait()
         server.cancel()
         started.finish()

@@ -60,6 +60,7 @@ final class TCPTransport: TransportPlugin {
             let address = PeerAddress(host: options.listenHost, port: port)
             let running = Server(context: context, group: group, address: address, options: options, registry: registry)
             server.send(running)
+            context.ready()
             context.logger.info("listening", metadata: ["address": "\(address)"])
 
             let closer = try context.runtime.spawn(name: "close-listener") {

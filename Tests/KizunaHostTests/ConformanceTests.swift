@@ -56,6 +56,13 @@ import Testing
         #expect(short?.status("lifecycle.stops-within-grace") == .timedOut)
     }
 
+    @Test func aPluginThatNeverReportsReadyFailsToStart() throws {
+        let (status, report, _) = try conformance(["\(Self.fixtures)/never-ready.toml", "--include", "lifecycle.starts"])
+        #expect(status == 1)
+        #expect(report?.status("lifecycle.starts") == .failed)
+        #expect(report?.message("lifecycle.starts") == "run did not call context.ready() within 10 s; a host stops such a plugin and reports it failed")
+    }
+
     @Test func leakedTasksAreNamed() throws {
         let (status, report, _) = try conformance(["\(Self.fixtures)/leaks-tasks.toml", "--include", "lifecycle"])
         #expect(status == 1)

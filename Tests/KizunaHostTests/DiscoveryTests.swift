@@ -108,13 +108,13 @@ import Testing
             header + [0, 0, 0, 1, 0, 0, 0, 0, 0x80, 0, 1, 0, 1],  // a reserved label type
             (0..<300).map { _ in UInt8.random(in: 0...255) },
         ]
-        // The plugin may still be binding its socket when the host reports running: send
-        // the batch until it has counted one whole batch (with a deadline).
+        // The host reports running once the plugin is ready (its socket bound): one batch,
+        // then wait (with a deadline) until it is counted.
+        for packet in garbage { try sendMulticast(packet) }
         var counted = 0
         let deadline = Date(timeIntervalSinceNow: 20)
         while counted < garbage.count, Date() < deadline {
-            for packet in garbage { try sendMulticast(packet) }
-            usleep(50_000)
+            usleep(20_000)
             counted = Int(try a.cli(["plugins", "call", "mdns-discovery", "malformed-packets"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
         }
         #expect(counted >= garbage.count)

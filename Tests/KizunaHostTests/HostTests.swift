@@ -107,6 +107,26 @@ func waitForEvent(_ receiver: BroadcastReceiver<HostEvent>, _ matches: (HostEven
         await host.shutdown()
     }
 
+    @Test func aPluginIsRunningOnlyOnceItIsReadyAndOneThatNeverIsFails() async throws {
+        let directory = Fixtures.temporaryDirectory()
+        let host = try KizunaHost(configuration: HostConfiguration(
+            runtime: RuntimeConfiguration(workerThreads: 2, metricsInterval: nil), pluginsDirectory: directory, searchPath: [],
+            installDirectory: Fixtures.buildDirectory, controlSocketPath: "\(directory)/control.sock", stopGracePeriod: .seconds(2),
+            startTimeout: .milliseconds(300), stateDirectory: "\(directory)/state"))
+        Fixtures.writeManifest(in: directory, name: "silent", kind: .discovery, library: Fixtures.library("FixtureNeverReady"))
+        Fixtures.writeManifest(in: directory, name: "finder", kind: .discovery, library: Fixtures.library("FixtureDiscovery"))
+        let events = host.events.subscribe()
+        let silent = try await host.load("silent")
+        #expect(silent.state == .failed(reason: "did not call context.ready() within 0.3 seconds of starting; it was stopped. Call ready() in run once the plugin serves"))
+        var states: [PluginState] = []
+        while case .element(.pluginStateChanged("silent", let state))? = events.tryReceive() { states.append(state) }
+        #expect(states == [.loaded, .starting, .stopping, .stopped, silent.state])  // never running; stopped, not stuck
+        // A plugin that calls ready is running when load returns.
+        #expect(try await host.load("finder").state == .running)
+        #expect(try await host.list().map(\.name) == ["silent", "finder"])
+        await host.shutdown()
+    }
+
     @Test func aPluginThatIgnoresShutdownIsCancelledAndItsLeftoversCounted() async throws {
         let (host, directory) = try makeHost()
         Fixtures.writeManifest(in: directory, name: "deaf", kind: .discovery, library: Fixtures.library("FixtureIgnoresShutdown"))

@@ -39,6 +39,7 @@ enum KindTemplates {
                 report(other.peer, to: context.events)
                 other.events.publish(.peerFound(me))
             }
+            context.ready()
             await context.shutdown.wait()
             let remaining = instances.withLock { table in
                 table[me.id] = nil
@@ -104,6 +105,7 @@ enum KindTemplates {
                 return listener
             }
             listener.send(me)
+            context.ready()
             await context.shutdown.wait()
             _ = listeners.withLock { $0.open.removeValue(forKey: me.port) }
             for link in me.connections.withLock({ $0 }) { link.end() }
@@ -184,6 +186,7 @@ enum KindTemplates {
                     await connection.close()
                 }
             }
+            context.ready()
             await context.shutdown.wait()
             receiver.cancel()
             started.finish()
@@ -313,6 +316,7 @@ enum KindTemplates {
                     }
                 }
             }
+            context.ready()
             await context.shutdown.wait()
             receiver.cancel()
             started.finish()

@@ -20,6 +20,9 @@ public struct HostConfiguration: Sendable {
     public var stopGracePeriod: Duration
     /// How long a cancelled plugin has to return before it is reported stuck.
     public var cancellationGracePeriod: Duration
+    /// How long a starting plugin has to call ``PluginContext/ready()`` before it is
+    /// stopped and reported failed.
+    public var startTimeout: Duration
     /// Where reloaded builds are copied (content-addressed) before they are opened.
     public var stateDirectory: String
     /// The host's identity on the network; a fresh random one unless set.
@@ -39,6 +42,7 @@ public struct HostConfiguration: Sendable {
         controlSocketPath: String? = nil,
         stopGracePeriod: Duration = .seconds(5),
         cancellationGracePeriod: Duration = .seconds(1),
+        startTimeout: Duration = .seconds(10),
         stateDirectory: String? = nil,
         hostID: PeerID? = nil,
         hostName: String? = nil,
@@ -52,6 +56,7 @@ public struct HostConfiguration: Sendable {
         self.controlSocketPath = controlSocketPath ?? Self.defaultSocketPath
         self.stopGracePeriod = stopGracePeriod
         self.cancellationGracePeriod = cancellationGracePeriod
+        self.startTimeout = startTimeout
         self.stateDirectory = stateDirectory ?? NSTemporaryDirectory() + "kizuna-\(getuid())-\(getpid())"
         self.hostID = hostID ?? PeerID(Self.randomIdentifier())
         self.hostName = hostName ?? ProcessInfo.processInfo.hostName

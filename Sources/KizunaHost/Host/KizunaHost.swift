@@ -44,8 +44,8 @@ public actor KizunaHost {
 
     // MARK: Loading
 
-    /// Loads every plugin whose manifest is in the search directories, transports and
-    /// discovery first, then the plugins that require them.
+    /// Loads every plugin whose manifest is in the search directories: those that require
+    /// nothing first, then those that require them, discovery last among its rank.
     /// - Returns: the failures; one bad plugin never stops the others.
     @discardableResult
     public func loadAll() async -> [PluginLoadError] {
@@ -58,7 +58,11 @@ public actor KizunaHost {
                 failures.append(PluginLoadError(.manifestInvalid, plugin: nil, file: error.location, error.detail))
             }
         }
-        manifests.sort { $0.requiredKinds.count < $1.requiredKinds.count }
+        // Plugins that need others start after them; discovery starts last of its rank, so
+        // it announces every service from the first announcement. Ties keep search order.
+        manifests = manifests.enumerated().sorted { a, b in
+            (a.element.requiredKinds.count, a.element.kind == .discovery ? 1 : 0, a.offset) < (b.element.requiredKinds.count, b.element.kind == .discovery ? 1 : 0, b.offset)
+        }.map(\.element)
         for manifest in manifests {
             do {
                 _ = try await start(manifest)
@@ -114,14 +118,20 @@ public actor KizunaHost {
             name: manifest.name, host: identity, runtime: loaded.scope, shutdown: loaded.shutdown.subscribe(), events: loaded.bus,
             state: state, settings: settings, logger: Logger(label: "kizuna.plugin.\(manifest.name)"),
             transport: transport, inbound: loaded.inbound,
-            router: { [weak self] connection in await self?.route(connection) })
+            router: { [weak self] connection in await self?.route(connection) },
+            onReady: { [ready = loaded.ready, settled = loaded.startSettled] in
+                ready.signal()
+                settled.signal()
+            })
         setState(loaded, .starting)
         do {
             let runTask = try loaded.scope.spawn(name: "\(manifest.name).run") { try await plugin.run(context: context) }
             let finished = loaded.runFinished
+            let settled = loaded.startSettled
             try runtime.handle.spawn(name: "\(manifest.name).monitor") { [weak self] in
                 let result = await runTask.result
                 finished.signal()
+                settled.signal()
                 await self?.runEnded(loaded, result)
             }
         } catch {
@@ -129,13 +139,25 @@ public actor KizunaHost {
             startOrder.removeAll { $0 == manifest.name }
             throw PluginLoadError(.hostShutDown, plugin: manifest.name, file: manifest.path, "the host is shutting down and starts no plugins")
         }
-        setState(loaded, .running)
-        logger.info("plugin started", metadata: ["plugin": "\(manifest.name)", "kind": "\(manifest.kind)"])
+        // Running once it says it serves; if run ends first, runEnded reports why.
+        let settledInTime = await loaded.startSettled.subscribe().wait(within: configuration.startTimeout)
+        if loaded.ready.isSignalled, !loaded.runFinished.isSignalled, plugins[manifest.name] === loaded, loaded.state == .starting {
+            setState(loaded, .running)
+            logger.info("plugin started", metadata: ["plugin": "\(manifest.name)", "kind": "\(manifest.kind)"])
+        } else if loaded.runFinished.isSignalled {
+            // run ended before it was ready: wait for runEnded to record why.
+            _ = await loaded.endHandled.subscribe().wait(within: configuration.cancellationGracePeriod * 3)
+        } else if !settledInTime, plugins[manifest.name] === loaded {
+            _ = await stop(loaded)
+            setState(loaded, .failed(reason: "did not call context.ready() within \(configuration.startTimeout) of starting; it was stopped. Call ready() in run once the plugin serves"))
+            logger.error("plugin did not become ready", metadata: ["plugin": "\(manifest.name)"])
+        }
         return info(of: loaded)
     }
 
     /// `run` returned or threw without being asked to stop.
     private func runEnded(_ loaded: LoadedPlugin, _ result: Result<Void, any Error>) async {
+        defer { loaded.endHandled.signal() }
         guard plugins[loaded.manifest.name] === loaded, loaded.state != .stopping else { return }
         await settleLeftovers(of: loaded)
         guard plugins[loaded.manifest.name] === loaded, loaded.state != .stopping else { return }
@@ -431,6 +453,12 @@ final class LoadedPlugin: @unchecked Sendable {
     let bus: EventBus
     let shutdown = ShutdownSignal()
     let runFinished = ShutdownSignal()
+    /// The plugin called ``PluginContext/ready()``.
+    let ready = ShutdownSignal()
+    /// Ready, or run ended: starting is over either way.
+    let startSettled = ShutdownSignal()
+    /// The host has recorded how run ended.
+    let endHandled = ShutdownSignal()
     let inbound = BoundedChannel<any Connection>(capacity: 16)
     var state = PluginState.discovered
     var leftoverTasks = 0

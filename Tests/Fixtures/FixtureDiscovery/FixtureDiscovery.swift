@@ -20,6 +20,7 @@ final class FixtureDiscovery: DiscoveryPlugin {
         try await found.write { $0 = peers }
         for peer in peers { context.events.publish(.peerFound(peer)) }
         context.logger.info("fixture discovery announcing", metadata: ["peers": "\(peers.count)"])
+        context.ready()
         await context.shutdown.wait()
         for peer in peers { context.events.publish(.peerLost(peer.id)) }
     }

@@ -25,6 +25,7 @@ final class FixtureFileTransfer: FileTransferPlugin {
                 try? await connection.send(Array(String(received).utf8))
             }
         }
+        context.ready()
         await context.shutdown.wait()
         server.cancel()
     }

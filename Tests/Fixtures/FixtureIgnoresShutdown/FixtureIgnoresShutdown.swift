@@ -4,6 +4,7 @@ import KizunaSDK
 
 final class FixtureIgnoresShutdown: DiscoveryPlugin {
     func run(context: PluginContext) async throws {
+        context.ready()
         let never = ShutdownSignal()
         try context.runtime.spawn(name: "background-scan") { await never.subscribe().wait() }
         await never.subscribe().wait()  // returns only when the host cancels the plugin

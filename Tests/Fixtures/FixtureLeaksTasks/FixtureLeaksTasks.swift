@@ -7,6 +7,7 @@ final class FixtureLeaksTasks: DiscoveryPlugin {
         let never = ShutdownSignal()
         try context.runtime.spawn(name: "leaky-scan") { await never.subscribe().wait() }
         try context.runtime.spawn(name: "leaky-timer") { await never.subscribe().wait() }
+        context.ready()
         await context.shutdown.wait()
     }
     func currentPeers() async -> [Peer] { [] }

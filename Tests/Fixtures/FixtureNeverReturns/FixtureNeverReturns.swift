@@ -3,6 +3,7 @@ import KizunaSDK
 
 final class FixtureNeverReturns: DiscoveryPlugin {
     func run(context: PluginContext) async throws {
+        context.ready()
         await withUnsafeContinuation { (_: UnsafeContinuation<Void, Never>) in }  // never resumed
     }
     func currentPeers() async -> [Peer] { [] }

@@ -16,6 +16,7 @@ final class FixtureStreaming: StreamingPlugin {
 
     func run(context: PluginContext) async throws {
         transport.send(context.transport)
+        context.ready()
         await context.shutdown.wait()
     }
 

@@ -31,6 +31,7 @@ final class FixtureTransport: TransportPlugin {
 
     func run(context: PluginContext) async throws {
         self.context.send(context)
+        context.ready()
         await context.shutdown.wait()
     }
 

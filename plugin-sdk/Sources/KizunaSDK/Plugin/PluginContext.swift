@@ -46,12 +46,14 @@ public final class PluginContext: Sendable {
     /// Connections peers opened for this plugin's services, delivered by the host.
     public let inbound: BoundedChannel<any Connection>
     private let router: @Sendable (any Connection) async -> Void
+    private let onReady: @Sendable () -> Void
 
     /// Creates a context. Hosts (and the SDK's test kit) call this; plugins receive one.
     public init(
         name: String, host: HostIdentity, runtime: RuntimeHandle, shutdown: ShutdownSubscription, events: EventBus, state: SharedState,
         settings: PluginSettings, logger: Logger, transport: (any TransportPlugin)?,
-        inbound: BoundedChannel<any Connection>, router: @escaping @Sendable (any Connection) async -> Void
+        inbound: BoundedChannel<any Connection>, router: @escaping @Sendable (any Connection) async -> Void,
+        onReady: @escaping @Sendable () -> Void = {}
     ) {
         self.name = name
         self.host = host
@@ -64,7 +66,15 @@ public final class PluginContext: Sendable {
         self.transport = transport
         self.inbound = inbound
         self.router = router
+        self.onReady = onReady
     }
+
+    /// Tells the host the plugin serves: a transport listens, a discovery plugin has its
+    /// socket, a file-transfer plugin takes inbound connections. Call it once from `run`,
+    /// when setup is done. The host reports the plugin `running` only then; a plugin that
+    /// has not called it within the host's start timeout is stopped and reported failed.
+    /// Calling it again does nothing.
+    public func ready() { onReady() }
 
     /// For transports: hands an inbound connection to the plugin that serves its
     /// ``Connection/service``; the host closes connections that no plugin serves.

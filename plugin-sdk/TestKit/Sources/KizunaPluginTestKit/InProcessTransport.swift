@@ -20,6 +20,7 @@ public final class InProcessTransport: TransportPlugin {
     public func run(context: PluginContext) async throws {
         let endpoint = Endpoint.open(context)
         started.send(endpoint)
+        context.ready()
         await context.shutdown.wait()
         endpoint.closeAll()
         started.finish()

@@ -2,7 +2,7 @@ import KizunaSDK
 
 extension Conformance {
     static let lifecycleChecks: [ConformanceCheck] = [
-        ConformanceCheck("lifecycle.starts", "run starts and keeps running; the plugin answers its first call") { environment in
+        ConformanceCheck("lifecycle.starts", "run calls context.ready() within 10 s and keeps running; the plugin answers its first call") { environment in
             if let skip = try environment.requireTransportIfNeeded() { return skip }
             let plugin = try environment.startSubject(on: environment.host("a"))
             try await probe(plugin)
@@ -60,8 +60,12 @@ extension Conformance {
         },
     ]
 
-    /// The plugin's first call, by kind, within 10 s.
+    /// Waits for the plugin to report ready, then makes its first call, by kind, each within 10 s.
     static func probe(_ plugin: HostedPlugin) async throws {
+        guard await plugin.ready.subscribe().wait(within: .seconds(10)) else {
+            if let ended = await plugin.runEnded(within: .zero) { throw CheckFailure("run ended before it called context.ready(): \(describe(ended))") }
+            throw CheckFailure("run did not call context.ready() within 10 s; a host stops such a plugin and reports it failed")
+        }
         let answered = ShutdownSignal()
         let object = plugin.object
         let call = try plugin.scope.spawn(name: "probe") { () async -> String? in

@@ -42,7 +42,8 @@ public final class TestHost: Sendable {
             name: name, host: identityWithServices, runtime: hosted.scope, shutdown: hosted.shutdown.subscribe(),
             events: events.view(), state: state, settings: settings, logger: Logger(label: "kizuna.test.\(name)"),
             transport: object.kind == .transport ? nil : transport,
-            inbound: hosted.inbound, router: { [weak self] connection in await self?.route(connection) })
+            inbound: hosted.inbound, router: { [weak self] connection in await self?.route(connection) },
+            onReady: { [ready = hosted.ready] in ready.signal() })
         let plugin = object.plugin
         hosted.run = try hosted.scope.spawn(name: "\(name).run") { try await plugin.run(context: context) }
         plugins.update { $0.append(hosted) }
@@ -90,6 +91,8 @@ public final class HostedPlugin: Sendable {
     public let scope: RuntimeHandle
     let provides: [String]
     let shutdown = ShutdownSignal()
+    /// Fired when the plugin calls ``PluginContext/ready()``.
+    public let ready = ShutdownSignal()
     let inbound = BoundedChannel<any Connection>(capacity: 16)
     private let runTask = Locked<Task<Void, any Error>?>(nil)
     private let stopped = Locked(false)
