@@ -1,7 +1,7 @@
 import Foundation
 import Glibc
 public import KizunaPluginTestKit
-public import KizunaSDK
+import KizunaSDK
 
 /// `kizuna conformance`: the conformance suite against a plugin build, each check in a
 /// child process of its own with a time limit, so a crash or a hang is reported as such

@@ -65,17 +65,6 @@ public final class CheckEnvironment: Sendable {
     }
 }
 
-/// Waits up to `limit` for `condition`, checking it whenever `events` publishes and every
-/// 50 ms (for conditions that are not events).
-func waitUntil(_ limit: Duration, _ condition: @Sendable () async -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now + limit
-    while ContinuousClock.now < deadline {
-        if await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(50))
-    }
-    return await condition()
-}
-
 /// Waits up to `limit` for an event on `bus` that `matches`.
 func waitForEvent(on receiver: BroadcastReceiver<HostEvent>, within limit: Duration, _ matches: @escaping @Sendable (HostEvent) -> Bool) async -> Bool {
     let found = ShutdownSignal()
