@@ -30,29 +30,29 @@ final class TCPTransport: TransportPlugin {
         var connectTimeout = TimeAmount.seconds(5)
         var inboundBuffer = 8
 
-        init(_ settings: PluginSettings) {
+        /// Reads the settings, refusing a value out of range with the setting's name and range.
+        init(_ settings: PluginSettings) throws(TransportError) {
+            func read(_ key: String, _ range: ClosedRange<Int64>) throws(TransportError) -> Int64? {
+                guard let value = settings.integer(key) else { return nil }
+                guard range.contains(value) else { throw TransportError("setting '\(key)' is \(value); give \(range.lowerBound) to \(range.upperBound)") }
+                return value
+            }
             if let host = settings.string("listen-host") { listenHost = host }
-            if let port = settings.integer("port") { self.port = Int(port) }
-            if let threads = settings.integer("threads") { self.threads = max(1, Int(threads)) }
-            if let bytes = settings.integer("max-message-bytes") { maxMessageBytes = max(1024, Int(bytes)) }
-            if let ms = settings.integer("handshake-timeout-ms") { handshakeTimeout = .milliseconds(max(1, ms)) }
-            if let ms = settings.integer("connect-timeout-ms") { connectTimeout = .milliseconds(max(1, ms)) }
+            if let port = try read("port", 0...65535) { self.port = Int(port) }
+            if let threads = try read("threads", 1...64) { self.threads = Int(threads) }
+            if let bytes = try read("max-message-bytes", 1024...(1 << 30)) { maxMessageBytes = Int(bytes) }
+            if let ms = try read("handshake-timeout-ms", 1...600_000) { handshakeTimeout = .milliseconds(ms) }
+            if let ms = try read("connect-timeout-ms", 1...600_000) { connectTimeout = .milliseconds(ms) }
         }
     }
 
     func run(context: PluginContext) async throws {
-        let options = Options(context.settings)
+        let options = try Options(context.settings)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: options.threads)
         let registry = ConnectionRegistry()
         do {
             let listener = try await ServerBootstrap(group: group)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                .childChannelOption(.socketOption(.so_keepalive), value: 1)
-                .childChannelOption(Self.keepAliveIdle, value: Self.keepAliveSeconds)
-                .childChannelOption(Self.keepAliveInterval, value: Self.keepAliveSeconds)
-                .childChannelOption(Self.keepAliveCount, value: 3)
-                .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 64 << 10, maximum: 1 << 20))
                 .bind(host: options.listenHost, port: options.port) { channel in
                     channel.eventLoop.makeCompletedFuture { try Self.wrap(channel, options: options) }
                 }
@@ -94,12 +94,6 @@ final class TCPTransport: TransportPlugin {
         do {
             channel = try await ClientBootstrap(group: server.group)
                 .connectTimeout(options.connectTimeout)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .channelOption(.socketOption(.so_keepalive), value: 1)
-                .channelOption(Self.keepAliveIdle, value: Self.keepAliveSeconds)
-                .channelOption(Self.keepAliveInterval, value: Self.keepAliveSeconds)
-                .channelOption(Self.keepAliveCount, value: 3)
-                .channelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 64 << 10, maximum: 1 << 20))
                 .connect(host: address.host, port: address.port) { channel in
                     channel.eventLoop.makeCompletedFuture { try Self.wrap(channel, options: options) }
                 }
@@ -148,8 +142,17 @@ final class TCPTransport: TransportPlugin {
     static let keepAliveInterval = ChannelOptions.Types.SocketOption(level: .init(IPPROTO_TCP), name: .init(TCP_KEEPINTVL))
     static let keepAliveCount = ChannelOptions.Types.SocketOption(level: .init(IPPROTO_TCP), name: .init(TCP_KEEPCNT))
 
-    /// Puts the framing handlers and the async bridge on a new channel.
+    /// Sets a new connection's socket options (accepted or connecting alike), then puts the
+    /// framing handlers and the async bridge on it.
     private static func wrap(_ channel: any Channel, options: Options) throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+        if let socket = channel.syncOptions {
+            try socket.setOption(.socketOption(.tcp_nodelay), value: 1)
+            try socket.setOption(.socketOption(.so_keepalive), value: 1)
+            try socket.setOption(keepAliveIdle, value: keepAliveSeconds)
+            try socket.setOption(keepAliveInterval, value: keepAliveSeconds)
+            try socket.setOption(keepAliveCount, value: 3)
+            try socket.setOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 64 << 10, maximum: 1 << 20))
+        }
         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxMessageBytes: options.maxMessageBytes)))
         try channel.pipeline.syncOperations.addHandler(FrameEncoder())
         return try NIOAsyncChannel(
