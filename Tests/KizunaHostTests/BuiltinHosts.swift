@@ -17,16 +17,24 @@ final class BuiltinHost: @unchecked Sendable {
     let process: BackgroundCLI
 
     /// The built-in manifests, copied into `work/plugins` with `serviceType` for discovery.
-    static func pluginsDirectory(in work: String, serviceType: String, changing: [String: String] = [:]) throws -> String {
+    static func pluginsDirectory(in work: String, serviceType: String) throws -> String {
         let directory = "\(work)/plugins"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         for file in try FileManager.default.contentsOfDirectory(atPath: "\(repository)/manifests") where file.hasSuffix(".toml") {
-            var text = try String(contentsOfFile: "\(repository)/manifests/\(file)", encoding: .utf8)
-            text = text.replacingOccurrences(of: "service-type = \"_kizuna._tcp\"", with: "service-type = \"\(serviceType)\"")
-            for (old, new) in changing { text = text.replacingOccurrences(of: old, with: new) }
+            let text = try String(contentsOfFile: "\(repository)/manifests/\(file)", encoding: .utf8)
+                .replacingOccurrences(of: "service-type = \"_kizuna._tcp\"", with: "service-type = \"\(serviceType)\"")
             try text.write(toFile: "\(directory)/\(file)", atomically: true, encoding: .utf8)
         }
         return directory
+    }
+
+    /// Two hosts, aiko and bo, with the plugins in `plugins`, once each has found the other.
+    static func pair(work: String, plugins: String) throws -> (a: BuiltinHost, b: BuiltinHost) {
+        let a = try BuiltinHost(name: "aiko", work: work, plugins: plugins)
+        let b = try BuiltinHost(name: "bo", work: work, plugins: plugins)
+        try a.waitFor("peer found: \(b.id)")
+        try b.waitFor("peer found: \(a.id)")
+        return (a, b)
     }
 
     /// A fresh service type such as `_kz1a2b3c4d._tcp`.

@@ -184,13 +184,11 @@ import Testing
         let plugins = try BuiltinHost.pluginsDirectory(in: work, serviceType: BuiltinHost.serviceType())
         let transport = "\(plugins)/libKizunaTransportTCP.so"
         try FileManager.default.copyItem(atPath: "\(Fixtures.buildDirectory)/libKizunaTransportTCP.so", toPath: transport)
-        let a = try BuiltinHost(name: "aiko", work: work, plugins: plugins)
-        let b = try BuiltinHost(name: "bo", work: work, plugins: plugins)
+        let (a, b) = try BuiltinHost.pair(work: work, plugins: plugins)
         defer {
             _ = a.kill()
             _ = b.kill()
         }
-        try b.waitFor("peer found: \(a.id)")
         let fileTransferBefore = try a.cli(["plugins", "info", "file-transfer", "--json"]).stdout
         let transportBefore = try JSONDecoder().decode(PluginInfo.self, from: Data(try a.cli(["plugins", "info", "tcp-transport", "--json"]).stdout.utf8))
         #expect(transportBefore.library == transport)

@@ -7,14 +7,10 @@ import Testing
 /// Two real host processes with the built-in plugins, talking over loopback: mDNS
 /// discovery, TCP transport, file transfer and streaming, driven through the CLI.
 @Suite(.serialized, .timeLimit(.minutes(3))) struct EndToEndTests {
-    /// Starts two hosts that have found each other.
-    func startPair(changing: [String: String] = [:]) throws -> (work: String, a: BuiltinHost, b: BuiltinHost) {
+    /// Starts two hosts that have found each other, in a fresh folder.
+    func startPair() throws -> (work: String, a: BuiltinHost, b: BuiltinHost) {
         let work = Fixtures.temporaryDirectory()
-        let plugins = try BuiltinHost.pluginsDirectory(in: work, serviceType: BuiltinHost.serviceType(), changing: changing)
-        let a = try BuiltinHost(name: "aiko", work: work, plugins: plugins)
-        let b = try BuiltinHost(name: "bo", work: work, plugins: plugins)
-        try a.waitFor("peer found: \(b.id)")
-        try b.waitFor("peer found: \(a.id)")
+        let (a, b) = try BuiltinHost.pair(work: work, plugins: try BuiltinHost.pluginsDirectory(in: work, serviceType: BuiltinHost.serviceType()))
         return (work, a, b)
     }
 
@@ -71,13 +67,11 @@ import Testing
     @Test func anInterruptedTransferResumesFromWhatArrived() throws {
         let work = Fixtures.temporaryDirectory()
         let plugins = try BuiltinHost.pluginsDirectory(in: work, serviceType: BuiltinHost.serviceType())
-        var a = try BuiltinHost(name: "aiko", work: work, plugins: plugins)
-        let b = try BuiltinHost(name: "bo", work: work, plugins: plugins)
+        var (a, b) = try BuiltinHost.pair(work: work, plugins: plugins)
         defer {
             _ = a.kill()
             _ = b.kill()
         }
-        try a.waitFor("peer found: \(b.id)")
         let file = "\(work)/movie.bin"
         try writeRandomFile(file, bytes: 24 << 20)
         // Slow the sender down so it can be killed halfway.

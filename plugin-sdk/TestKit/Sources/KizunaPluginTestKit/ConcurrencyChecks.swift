@@ -2,8 +2,6 @@ import Foundation
 import KizunaSDK
 
 extension Conformance {
-    static var contractChecks: [ConformanceCheck] { discoveryChecks + transportChecks + fileTransferChecks + streamingChecks }
-
     static let concurrencyChecks: [ConformanceCheck] = [
         ConformanceCheck("concurrency.concurrent-calls", "many calls at once from many tasks all succeed") { environment in
             if let skip = try environment.requireTransportIfNeeded() { return skip }

@@ -17,6 +17,8 @@ public enum Conformance {
         lifecycleChecks + contractChecks.filter { $0.kinds.contains(kind) } + concurrencyChecks.filter { $0.kinds.contains(kind) }
     }
 
+    static var contractChecks: [ConformanceCheck] { discoveryChecks + transportChecks + fileTransferChecks + streamingChecks }
+
     /// Runs the checks for `subject` (all that apply, or those `include` accepts) one after
     /// another, each within `timeLimit`, on a runtime of their own.
     public static func run(
