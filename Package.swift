@@ -23,7 +23,7 @@ let fixturePlugins = [
 let builtinPlugins: [(product: String, folder: String, dependencies: [Target.Dependency])] = [
     ("KizunaTransportTCP", "TransportTCP", [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
     ("KizunaDiscoveryMDNS", "DiscoveryMDNS", []),
-    ("KizunaFileTransfer", "FileTransfer", [.product(name: "Crypto", package: "swift-crypto")]),
+    ("KizunaFileTransfer", "FileTransfer", [.product(name: "Crypto", package: "swift-crypto"), "CKizunaFiles"]),
     ("KizunaStreaming", "Streaming", []),
 ]
 
@@ -45,6 +45,7 @@ let package = Package(
     ],
     targets: [
         .target(name: "CKizunaHost"),
+        .target(name: "CKizunaFiles"),
         .systemLibrary(name: "CFFI", pkgConfig: "libffi", providers: [.apt(["libffi-dev"])]),
         .target(
             name: "KizunaHost",
@@ -61,7 +62,11 @@ let package = Package(
         .executableTarget(name: "RuntimeBenchmarks", dependencies: [sdk], path: "Benchmarks/RuntimeBenchmarks"),
         .executableTarget(name: "HostBenchmarks", dependencies: ["KizunaHost", sdk], path: "Benchmarks/HostBenchmarks"),
         .testTarget(name: "KizunaSDKTests", dependencies: [sdk]),
-        .testTarget(name: "KizunaHostTests", dependencies: ["KizunaHost", "CKizunaHost", sdk, .product(name: "KizunaPluginTestKit", package: "TestKit")]),
+        .testTarget(
+            name: "KizunaHostTests",
+            dependencies: [
+                "KizunaHost", "CKizunaHost", sdk, .product(name: "KizunaPluginTestKit", package: "TestKit"), .product(name: "Crypto", package: "swift-crypto"),
+            ]),
     ]
 )
 

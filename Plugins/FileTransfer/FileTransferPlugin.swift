@@ -32,6 +32,7 @@ final class BuiltinFileTransfer: FileTransferPlugin {
         var chunkBytes = 256 << 10
         var offerTimeout = Duration.seconds(120)
         var rateLimit = 0
+        var existing = ExistingFilePolicy.rename
 
         enum AcceptPolicy: String, Sendable { case auto, ask, refuse }
 
@@ -43,6 +44,12 @@ final class BuiltinFileTransfer: FileTransferPlugin {
                     throw TransferError("setting 'accept' is '\(text)'; use auto (accept every offer), ask (wait for `accept ID`) or refuse")
                 }
                 accept = policy
+            }
+            if let text = settings.string("existing") {
+                guard let policy = ExistingFilePolicy(rawValue: text) else {
+                    throw TransferError("setting 'existing' is '\(text)'; use rename (keep the existing file, give the new one a free name such as 'photo (2).jpg') or overwrite")
+                }
+                existing = policy
             }
             if let bytes = settings.integer("chunk-bytes") {
                 guard (4096...(8 << 20)).contains(bytes) else { throw TransferError("setting 'chunk-bytes' is \(bytes); give 4096 to 8388608") }
@@ -104,23 +111,43 @@ final class BuiltinFileTransfer: FileTransferPlugin {
 /// The running plugin instance, for the actions.
 let activeTransfers = Mutex<BuiltinFileTransfer.Started?>(nil)
 
-/// Offers waiting for a person's answer (accept policy `ask`).
+/// Offers waiting for a person's answer (accept policy `ask`), under the receiver's own
+/// random ids.
 final class PendingOffers: Sendable {
-    private final class Offer: Sendable {
+    /// The most offers that may wait at once; more are refused, so that no peer can make
+    /// the host hold an endless list.
+    static let limit = 32
+
+    final class Decision: Sendable {
         let summary: String
-        let answered = ShutdownSignal()
-        let accepted = Atomic(false)
-        init(summary: String) { self.summary = summary }
+        fileprivate let answered = ShutdownSignal()
+        fileprivate let accepted = Atomic(false)
+        fileprivate let owner: PendingOffers
+        fileprivate let id: String
+        fileprivate init(summary: String, owner: PendingOffers, id: String) {
+            self.summary = summary
+            self.owner = owner
+            self.id = id
+        }
+
+        /// Waits up to `limit` for `accept` or `refuse`; false if none came. The offer is
+        /// no longer pending afterwards.
+        func wait(within limit: Duration) async -> Bool {
+            defer { owner.waiting.withLock { _ = $0.removeValue(forKey: id) } }
+            return await answered.subscribe().wait(within: limit) && accepted.load(ordering: .acquiring)
+        }
     }
 
-    private let waiting = Mutex<[String: Offer]>([:])
+    private let waiting = Mutex<[String: Decision]>([:])
 
-    /// Waits up to `limit` for `accept` or `refuse` of offer `id`; false if none came.
-    func decide(_ id: String, summary: String, within limit: Duration) async -> Bool {
-        let offer = Offer(summary: summary)
-        waiting.withLock { $0[id] = offer }
-        defer { waiting.withLock { $0[id] = nil } }
-        return await offer.answered.subscribe().wait(within: limit) && offer.accepted.load(ordering: .acquiring)
+    /// Records offer `id` as waiting; nil if too many already wait.
+    func register(_ id: String, summary: String) -> Decision? {
+        waiting.withLock { waiting in
+            guard waiting.count < Self.limit else { return nil }
+            let decision = Decision(summary: summary, owner: self, id: id)
+            waiting[id] = decision
+            return decision
+        }
     }
 
     /// Answers offer `id`; false if there is no such offer.
@@ -131,6 +158,7 @@ final class PendingOffers: Sendable {
         return true
     }
 
+    /// One line per waiting offer; the names in them were escaped when the offer came.
     var summaries: [String] { waiting.withLock { $0.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value.summary)" } } }
 
     func refuseAll() {

@@ -14,6 +14,12 @@ final class OpenFile {
         self.path = path
     }
 
+    /// Takes ownership of the open descriptor `fd`; `path` names it in messages.
+    init(fd: Int32, path: String) {
+        self.fd = fd
+        self.path = path
+    }
+
     deinit { close(fd) }
 
     /// Reads up to `buffer.count` bytes into `buffer`; returns how many (0 at the end).
@@ -31,7 +37,7 @@ final class OpenFile {
             let count = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
             if count < 0 {
                 if errno == EINTR { continue }
-                throw TransferError("cannot write \(path): \(String(cString: strerror(errno)))")
+                throw TransferError("cannot write \(path): \(String(cString: strerror(errno)))", code: errno)
             }
             done += count
         }
@@ -63,64 +69,6 @@ final class OpenFile {
 
 extension SHA256.Digest {
     var hex: String { map { String(format: "%02x", $0) }.joined() }
-}
-
-/// Checks a name a peer sent: relative, `/`-separated, and with no part that could lead
-/// outside the receive directory. Returns why it is refused, or nil.
-func refusal(of path: String) -> String? {
-    if path.isEmpty { return "an empty name" }
-    if path.hasPrefix("/") { return "'\(path)' is an absolute path" }
-    if path.utf8.contains(0) { return "a name contains a NUL byte" }
-    if path.utf8.count > 4096 { return "a name is longer than 4096 bytes" }
-    for part in path.split(separator: "/", omittingEmptySubsequences: false) {
-        if part.isEmpty { return "'\(path)' has an empty part (// or a trailing /)" }
-        if part == "." || part == ".." { return "'\(path)' contains '\(part)'" }
-        if part.utf8.count > 255 { return "a part of '\(path)' is longer than 255 bytes" }
-    }
-    return nil
-}
-
-/// Where a received file goes: its final path, and the partial file it is written to
-/// first. Creates the folders on the way, refusing any part that is a link or not a folder.
-struct Destination {
-    let finalPath: String
-    let partialPath: String
-
-    init(root: String, relativePath: String, key: String) throws(TransferError) {
-        let parts = relativePath.split(separator: "/").map(String.init)
-        let folder = try Self.makeFolders(root: root, parts.dropLast(), for: relativePath)
-        finalPath = folder + "/" + parts.last!
-        partialPath = folder + "/.\(parts.last!.prefix(200)).kizuna-partial-\(key)"
-        var status = stat()
-        if lstat(finalPath, &status) == 0, status.st_mode & S_IFMT == S_IFLNK {
-            throw TransferError("refused '\(relativePath)': \(finalPath) is a link, and a received file never replaces a link")
-        }
-    }
-
-    /// Creates `root/parts…` folder by folder, refusing a part that is a link or not a
-    /// folder; returns the path.
-    @discardableResult
-    static func makeFolders(root: String, _ parts: some Sequence<String>, for relativePath: String) throws(TransferError) -> String {
-        var folder = root
-        for part in parts {
-            folder += "/" + part
-            var status = stat()
-            if lstat(folder, &status) == 0 {
-                if status.st_mode & S_IFMT == S_IFLNK { throw TransferError("refused '\(relativePath)': \(folder) is a link, and names must not lead through links") }
-                if status.st_mode & S_IFMT != S_IFDIR { throw TransferError("refused '\(relativePath)': \(folder) exists and is not a folder") }
-            } else if mkdir(folder, 0o755) != 0, errno != EEXIST {
-                throw TransferError("cannot create \(folder): \(String(cString: strerror(errno)))")
-            }
-        }
-        return folder
-    }
-
-    /// The bytes already in the partial file.
-    var partialSize: Int64 {
-        var status = stat()
-        guard lstat(partialPath, &status) == 0, status.st_mode & S_IFMT == S_IFREG else { return 0 }
-        return Int64(status.st_size)
-    }
 }
 
 /// The files under `path` (the file itself, or every folder and regular file in the tree,

@@ -67,8 +67,10 @@ struct Sender {
         offer.files = files
         offer.total = progress.bytesTotal
         try await connection.send(Wire.encode(offer))
-        let answer = try await Wire.expect(.answer, from: connection)
-        guard answer.accept == true else { throw TransferError("peer \(peer.id) refused the transfer: \(answer.reason ?? "no reason given")") }
+        // While the receiver waits for its user, it says so now and then.
+        var answer = try await Wire.expect([.answer, .waiting], from: connection)
+        while answer.type == .waiting { answer = try await Wire.expect([.answer, .waiting], from: connection) }
+        guard answer.accept == true else { throw TransferError("peer \(peer.id) refused the transfer: \(escapedForDisplay(answer.reason ?? "no reason given"))") }
 
         var reported: Int64 = 0
         for (index, file) in files.enumerated() where !file.isDirectory {
@@ -116,17 +118,25 @@ struct Sender {
             try await connection.send(Wire.encode(end))
             let verified = try await Wire.expect(.verified, from: connection)
             guard verified.ok == true else {
-                throw TransferError("peer \(peer.id) could not verify \(file.path): \(verified.reason ?? "no reason given")")
+                throw TransferError("peer \(peer.id) could not verify \(file.path): \(escapedForDisplay(verified.reason ?? "no reason given"))")
             }
         }
         try await connection.send(Wire.encode(Wire.Message(.done)))
     }
 }
 
-/// Receives one transfer from an inbound connection.
+/// Receives one transfer from an inbound connection. Everything the peer sends is
+/// checked before it is used: the offer as a whole before it is accepted (names, sizes,
+/// counts, free space), then each message against the offer.
 struct Receiver {
     let started: BuiltinFileTransfer.Started
     let connection: any Connection
+
+    /// The most files and folders one offer may name.
+    static let maxEntries = 100_000
+    /// While an offer waits for a person, the receiver tells the sender so this often
+    /// (it also keeps the connection from looking idle).
+    static let waitingInterval = Duration.seconds(10)
 
     func run() async {
         var progress: TransferProgress?
@@ -142,7 +152,7 @@ struct Receiver {
         await connection.close()
     }
 
-    private func refuse(_ reason: String, _ progress: TransferProgress) async throws {
+    private func refuse(_ reason: String) async throws -> Never {
         var answer = Wire.Message(.answer)
         answer.accept = false
         answer.reason = reason
@@ -150,29 +160,61 @@ struct Receiver {
         throw TransferError("refused: \(reason)")
     }
 
+    /// Checks an offer as a whole; returns its names, parsed, and its total size.
+    static func check(_ offer: Wire.Message) throws(TransferError) -> (paths: [PeerPath], total: Int64) {
+        guard offer.id != nil, let files = offer.files else { throw TransferError("the offer lacks its id or its files") }
+        guard files.count <= maxEntries else { throw TransferError("the offer names \(files.count) files and folders; the limit is \(maxEntries)") }
+        var total: Int64 = 0
+        var paths: [PeerPath] = []
+        paths.reserveCapacity(files.count)
+        for file in files {
+            paths.append(try PeerPath(file.path))
+            guard file.size >= 0 else { throw TransferError("'\(escapedForDisplay(file.path))' has a negative size") }
+            guard !file.isDirectory || file.size == 0 else { throw TransferError("the folder '\(escapedForDisplay(file.path))' has a size") }
+            let (sum, overflow) = total.addingReportingOverflow(file.size)
+            guard !overflow else { throw TransferError("the sizes in the offer add up to more than \(Int64.max) bytes") }
+            total = sum
+        }
+        return (paths, total)
+    }
+
     private func receive(_ progressSlot: inout TransferProgress?) async throws {
         let context = started.context
         let options = started.options
         let offer = try await Wire.expect(.offer, from: connection)
-        // The folder may have been removed since the plugin started.
-        try? FileManager.default.createDirectory(atPath: options.receiveDirectory, withIntermediateDirectories: true)
+        // The receiver's own id for this transfer: random, so no peer can guess it and
+        // answer for, or stand in for, an offer of someone else.
+        let id = randomTransferID()
         let files = offer.files ?? []
-        var progress = TransferProgress(
-            id: "\(offer.id ?? "unnamed")", peer: connection.peer, name: offer.name ?? files.first?.path ?? "?", bytesDone: 0,
-            bytesTotal: files.reduce(0) { $0 + max($1.size, 0) }, outgoing: false)
+        let name = escapedForDisplay(offer.name ?? files.first?.path ?? "?")
+        var progress = TransferProgress(id: id, peer: connection.peer, name: name, bytesDone: 0, bytesTotal: 0, outgoing: false)
+        let checked = Result { () throws(TransferError) in try Self.check(offer) }
+        guard case .success(let (paths, total)) = checked else {
+            if case .failure(let error) = checked { try await refuse(error.description) }
+            return
+        }
+        progress.bytesTotal = total
         progressSlot = progress
 
-        if offer.id == nil || offer.files == nil { try await refuse("the offer lacks its id or its files", progress) }
-        if let bad = files.lazy.compactMap({ refusal(of: $0.path) }).first { try await refuse("a name would leave the receive directory: \(bad)", progress) }
-        if files.contains(where: { $0.size < 0 }) { try await refuse("a file has a negative size", progress) }
+        guard let root = try? ReceiveDirectory.open(options.receiveDirectory) else {
+            try await refuse("the receiving host cannot write its receive directory")
+        }
+        if let free = root.freeBytes, free < progress.bytesTotal {
+            try await refuse("the receiving host's disk is too full: \(progress.bytesTotal) bytes offered, \(free) free")
+        }
         switch options.accept {
         case .auto: break
-        case .refuse: try await refuse("this host refuses transfers (setting accept = refuse)", progress)
+        case .refuse: try await refuse("this host refuses transfers (setting accept = refuse)")
         case .ask:
+            let fileCount = files.count { !$0.isDirectory }
+            let folderCount = files.count - fileCount
+            let summary = "\(name) from \(escapedForDisplay(connection.peer.rawValue)), \(fileCount) file(s)\(folderCount > 0 ? ", \(folderCount) folder(s)" : ""), \(progress.bytesTotal) bytes"
+            guard let decision = started.offers.register(id, summary: summary) else {
+                try await refuse("too many offers are waiting for an answer on the receiving host; try again later")
+            }
             context.events.publish(.transferOffered(progress))
-            let summary = "\(progress.name) from \(connection.peer), \(files.count) file(s), \(progress.bytesTotal) bytes"
-            if !(await started.offers.decide(progress.id, summary: summary, within: options.offerTimeout)) {
-                try await refuse("not accepted on the receiving host", progress)
+            if !(try await waitForAnswer(decision, within: options.offerTimeout)) {
+                try await refuse("not accepted on the receiving host")
             }
         }
         var answer = Wire.Message(.answer)
@@ -180,8 +222,8 @@ struct Receiver {
         try await connection.send(Wire.encode(answer))
         context.events.publish(.transferProgress(progress))
 
-        for folder in files where folder.isDirectory {
-            try Destination.makeFolders(root: options.receiveDirectory, folder.path.split(separator: "/").map(String.init), for: folder.path)
+        for (file, path) in zip(files, paths) where file.isDirectory {
+            _ = try root.folders(path.components, for: path)
         }
         var reported: Int64 = 0
         for (index, file) in files.enumerated() where !file.isDirectory {
@@ -189,10 +231,10 @@ struct Receiver {
             guard request.index == index else { throw TransferError("the peer asked for file \(request.index ?? -1), expected \(index)") }
             var keyHasher = SHA256()
             keyHasher.update(data: Array("\(connection.peer)\n\(file.path)\n\(file.size)\n\(file.modified)".utf8))
-            let destination = try Destination(root: options.receiveDirectory, relativePath: file.path, key: String(keyHasher.finalize().hex.prefix(16)))
-            var offset = destination.partialSize
+            let incoming = try IncomingFile(root: root, peerPath: paths[index], key: String(keyHasher.finalize().hex.prefix(16)))
+            let output = incoming.file
+            var offset = incoming.existingBytes
             if offset > file.size { offset = 0 }
-            let output = try OpenFile(path: destination.partialPath, flags: O_RDWR | O_CREAT | O_NOFOLLOW)
             var hasher = SHA256()
             try output.hashPrefix(offset, into: &hasher)
             try output.truncate(to: offset)
@@ -207,10 +249,14 @@ struct Receiver {
             receiving: while true {
                 switch try await Wire.receive(from: connection) {
                 case .data(let chunk):
-                    guard written + Int64(chunk.count) <= file.size else {
-                        throw TransferError("the peer sent more than the \(file.size) bytes it offered for \(file.path)")
+                    guard Int64(chunk.count) <= file.size - written else {
+                        throw TransferError("the peer sent more than the \(file.size) bytes it offered for \(paths[index].display)")
                     }
-                    try chunk.withUnsafeBytes { try output.write($0) }
+                    if let error = Self.write(chunk, to: output) {
+                        guard error.isDiskFull else { throw error }
+                        incoming.discard()
+                        throw TransferError("the receiving host's disk is full after \(written) of \(file.size) bytes of \(paths[index].display); the partial file was removed")
+                    }
                     hasher.update(data: chunk)
                     written += Int64(chunk.count)
                     progress.bytesDone += Int64(chunk.count)
@@ -223,24 +269,26 @@ struct Receiver {
                     let actual = hasher.finalize().hex
                     var verified = Wire.Message(.verified)
                     if written == file.size, expected == actual {
-                        guard rename(destination.partialPath, destination.finalPath) == 0 else {
-                            throw TransferError("cannot rename \(destination.partialPath) to \(destination.finalPath): \(String(cString: strerror(errno)))")
+                        if case .failure(let error) = Result(catching: { () throws(TransferError) in try incoming.commit(options.existing) }) {
+                            guard error.isDiskFull else { throw error }
+                            incoming.discard()
+                            throw TransferError("the receiving host's disk is full; the partial file of \(paths[index].display) was removed")
                         }
                         verified.ok = true
                         try await connection.send(Wire.encode(verified))
                         break receiving
                     }
-                    unlink(destination.partialPath)
+                    incoming.discard()
                     verified.ok = false
                     verified.reason = written == file.size
-                        ? "SHA-256 mismatch (expected \(expected), received data hashes to \(actual)); the partial file was removed"
+                        ? "SHA-256 mismatch (expected \(escapedForDisplay(expected)), received data hashes to \(actual)); the partial file was removed"
                         : "got \(written) of \(file.size) bytes"
                     try? await connection.send(Wire.encode(verified))
-                    throw TransferError("\(file.path): \(verified.reason!)")
+                    throw TransferError("\(paths[index].display): \(verified.reason!)")
                 case .control(let message):
                     throw TransferError("expected file data or 'end', got '\(message.type.rawValue)'")
                 case nil:
-                    throw TransferError("the connection was lost after \(written) of \(file.size) bytes of \(file.path); the partial file is kept, and sending again resumes from it")
+                    throw TransferError("the connection was lost after \(written) of \(file.size) bytes of \(paths[index].display); the partial file is kept, and sending again resumes from it")
                 }
             }
         }
@@ -249,4 +297,49 @@ struct Receiver {
         context.events.publish(.transferDone(progress))
         context.logger.info("received", metadata: ["name": "\(progress.name)", "bytes": "\(progress.bytesTotal)", "from": "\(connection.peer)"])
     }
+
+    private static func write(_ chunk: ArraySlice<UInt8>, to output: OpenFile) -> TransferError? {
+        do {
+            try chunk.withUnsafeBytes { try output.write($0) }
+            return nil
+        } catch {
+            return error as? TransferError ?? TransferError("\(error)")
+        }
+    }
+
+    /// Waits for a person's answer, telling the sender every few seconds that the offer
+    /// is still waiting. True if it was accepted.
+    private func waitForAnswer(_ decision: PendingOffers.Decision, within limit: Duration) async throws -> Bool {
+        let connection = connection
+        return try await withThrowingTaskGroup(of: Bool?.self) { group in
+            group.addTask { await decision.wait(within: limit) }
+            group.addTask {
+                while !Task.isCancelled {
+                    try await Task.sleep(for: Self.waitingInterval)
+                    try await connection.send(Wire.encode(Wire.Message(.waiting)))
+                }
+                return nil
+            }
+            // The sender says nothing until it has the answer: a close withdraws the offer
+            // (so it stops waiting at once), and anything else breaks the protocol.
+            group.addTask {
+                let message = try await connection.receive()
+                if Task.isCancelled { return nil }
+                throw TransferError(message == nil ? "the sender withdrew the offer" : "the peer sent a message while its offer waited for an answer")
+            }
+            defer { group.cancelAll() }
+            while let result = try await group.next() {
+                if let result { return result }
+            }
+            return false
+        }
+    }
+}
+
+/// 64 random bits from the system's generator, as 16 hex digits.
+func randomTransferID() -> String {
+    var generator = SystemRandomNumberGenerator()
+    let value = generator.next() as UInt64
+    let hex = String(value, radix: 16)
+    return String(repeating: "0", count: 16 - hex.count) + hex
 }

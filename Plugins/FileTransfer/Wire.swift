@@ -4,6 +4,7 @@
 //
 //   sender                              receiver
 //   offer {id, name, files, total}  ->
+//                                   <-  waiting          (now and then, while a person decides)
 //                                   <-  answer {accept, reason?}
 //   for each file (folders in `files` are only created):
 //     file {index}                  ->
@@ -15,6 +16,7 @@
 //
 // Either side may send error {reason} instead of its next message, then close.
 import Foundation
+import Glibc
 import KizunaSDK
 
 enum Wire {
@@ -35,7 +37,7 @@ enum Wire {
 
     /// Every control message, as one JSON object with a `type`.
     struct Message: Codable, Sendable {
-        enum Kind: String, Codable, Sendable { case offer, answer, file, start, end, verified, done, error }
+        enum Kind: String, Codable, Sendable { case offer, waiting, answer, file, start, end, verified, done, error }
         var type: Kind
         var id: String?
         var name: String?
@@ -63,6 +65,11 @@ enum Wire {
 
     static func receive(from connection: any Connection) async throws -> Incoming? {
         guard let bytes = try await connection.receive() else { return nil }
+        return try decode(bytes)
+    }
+
+    /// One message as it came from the peer.
+    static func decode(_ bytes: [UInt8]) throws -> Incoming {
         switch bytes.first {
         case data: return .data(bytes[1...])
         case control:
@@ -77,17 +84,33 @@ enum Wire {
 
     /// The next message, which must be control message `kind`.
     static func expect(_ kind: Message.Kind, from connection: any Connection) async throws -> Message {
+        try await expect([kind], from: connection)
+    }
+
+    /// The next message, which must be one of the control messages `kinds`.
+    static func expect(_ kinds: Set<Message.Kind>, from connection: any Connection) async throws -> Message {
+        let expected = kinds.map { "'\($0.rawValue)'" }.sorted().joined(separator: " or ")
         switch try await receive(from: connection) {
-        case .control(let message) where message.type == kind: return message
-        case .control(let message) where message.type == .error: throw TransferError("the peer gave up: \(message.reason ?? "no reason given")")
-        case .control(let message): throw TransferError("expected '\(kind.rawValue)' from the peer, got '\(message.type.rawValue)'\(message.reason.map { ": \($0)" } ?? "")")
-        case .data: throw TransferError("expected '\(kind.rawValue)' from the peer, got file data")
-        case nil: throw TransferError("the peer closed the connection (expected '\(kind.rawValue)')")
+        case .control(let message) where kinds.contains(message.type): return message
+        case .control(let message) where message.type == .error:
+            throw TransferError("the peer gave up: \(escapedForDisplay(message.reason ?? "no reason given"))")
+        case .control(let message):
+            throw TransferError("expected \(expected) from the peer, got '\(message.type.rawValue)'\(message.reason.map { ": \(escapedForDisplay($0))" } ?? "")")
+        case .data: throw TransferError("expected \(expected) from the peer, got file data")
+        case nil: throw TransferError("the peer closed the connection (expected \(expected))")
         }
     }
 }
 
 struct TransferError: Error, CustomStringConvertible {
     var description: String
-    init(_ description: String) { self.description = description }
+    /// The `errno` of a failed system call, where one failed.
+    var code: Int32?
+    init(_ description: String, code: Int32? = nil) {
+        self.description = description
+        self.code = code
+    }
+
+    /// The disk (or the user's quota) is full.
+    var isDiskFull: Bool { code == ENOSPC || code == EDQUOT }
 }

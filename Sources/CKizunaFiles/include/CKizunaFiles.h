@@ -1,0 +1,11 @@
+// File-system calls for received files that Glibc's Swift module does not expose.
+#ifndef CKIZUNA_FILES_H
+#define CKIZUNA_FILES_H
+
+/// Renames `from` to `to`, both relative to the directory `dirfd`, failing with EEXIST
+/// instead of replacing an existing `to` (renameat2 with RENAME_NOREPLACE; where the file
+/// system does not support that, a hard link and an unlink, which are as safe).
+/// Returns 0, or -errno.
+int kizuna_rename_noreplace(int dirfd, const char *from, const char *to);
+
+#endif
