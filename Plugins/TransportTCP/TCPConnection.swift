@@ -14,6 +14,8 @@ final class TCPConnection: Connection {
     private let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
     fileprivate let incoming: BoundedChannel<[UInt8]>
     fileprivate let failure = Mutex<TransportError?>(nil)
+    /// When a message last went either way (NIO's uptime clock), for the idle deadline.
+    private let lastActivity = Atomic<UInt64>(NIODeadline.now().uptimeNanoseconds)
 
     private init(peer: PeerID, service: String, info: ConnectionInfo, channel: any Channel, outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, buffer: Int) {
         self.peer = peer
@@ -25,6 +27,7 @@ final class TCPConnection: Connection {
     }
 
     func send(_ message: [UInt8]) async throws {
+        lastActivity.store(NIODeadline.now().uptimeNanoseconds, ordering: .relaxed)
         do {
             try await outbound.write(ByteBuffer(bytes: message))
         } catch {
@@ -53,6 +56,22 @@ final class TCPConnection: Connection {
         channel.close(promise: nil)
     }
 
+    /// Closes the connection once nothing has gone either way for `timeout`, so that a peer
+    /// cannot keep it, and what it holds, for ever by saying nothing.
+    fileprivate func enforceIdleDeadline(_ timeout: TimeAmount) {
+        let check = TimeAmount.nanoseconds(max(timeout.nanoseconds / 4, 250_000_000))
+        let channel = channel
+        let task = channel.eventLoop.scheduleRepeatedTask(initialDelay: check, delay: check) { [weak self] task in
+            guard let self else { return task.cancel() }
+            let idle = NIODeadline.now().uptimeNanoseconds &- lastActivity.load(ordering: .relaxed)
+            guard idle >= UInt64(timeout.nanoseconds) else { return }
+            failure.withLock { $0 = $0 ?? TransportError("the connection to \(peer) was closed after \(timeout.nanoseconds / 1_000_000_000) s without a message (setting 'idle-timeout-ms')") }
+            task.cancel()
+            channel.close(promise: nil)
+        }
+        channel.closeFuture.whenComplete { _ in task.cancel() }
+    }
+
     /// The handshake, in two parts: what this side says first (the hello, when it
     /// connects), and how it takes the peer's first message, returning the peer and service.
     struct Handshake: Sendable {
@@ -69,43 +88,55 @@ final class TCPConnection: Connection {
         let raw = channel.channel
         let deadline = raw.eventLoop.scheduleTask(in: timeout) { raw.close(promise: nil) }
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<TCPConnection, any Error>) in
+            // Resumed exactly once, whichever way the connection ends.
+            let result = OnceContinuation(continuation)
             let started = try? server.context.runtime.spawn(name: inbound ? "tcp inbound" : "tcp outbound") {
-                try? await channel.executeThenClose { messages, outbound in
-                    var connection: TCPConnection?
-                    do {
-                        try await handshake.opening(outbound)
-                        for try await message in messages {
-                            if let connection {
-                                try await connection.deliver(message)
-                                continue
+                do {
+                    try await channel.executeThenClose { messages, outbound in
+                        var connection: TCPConnection?
+                        do {
+                            try await handshake.opening(outbound)
+                            for try await message in messages {
+                                if let connection {
+                                    try await connection.deliver(message)
+                                    continue
+                                }
+                                let (peer, service) = try await handshake.answer(message, outbound)
+                                deadline.cancel()
+                                let info = ConnectionInfo(id: server.registry.nextID(), peer: peer, service: service, inbound: inbound)
+                                let opened = TCPConnection(peer: peer, service: service, info: info, channel: raw, outbound: outbound, buffer: server.options.inboundBuffer)
+                                opened.enforceIdleDeadline(server.options.idleTimeout)
+                                server.registry.add(opened)
+                                server.context.events.publish(.connectionUp(info))
+                                result.resume(returning: opened)
+                                connection = opened
                             }
-                            let (peer, service) = try await handshake.answer(message, outbound)
+                            if connection == nil { throw TransportError("the peer closed the connection during the handshake") }
+                        } catch {
                             deadline.cancel()
-                            let info = ConnectionInfo(id: server.registry.nextID(), peer: peer, service: service, inbound: inbound)
-                            let opened = TCPConnection(peer: peer, service: service, info: info, channel: raw, outbound: outbound, buffer: server.options.inboundBuffer)
-                            server.registry.add(opened)
-                            server.context.events.publish(.connectionUp(info))
-                            continuation.resume(returning: opened)
-                            connection = opened
+                            if let connection {
+                                connection.failure.withLock { $0 = $0 ?? TransportError("the connection to \(connection.peer) failed: \(error)") }
+                            } else {
+                                result.resume(throwing: raw.isActive ? error : TransportError("handshake failed: \(error) (or it took longer than \(timeout))"))
+                            }
                         }
-                        if connection == nil { throw TransportError("the peer closed the connection during the handshake") }
-                    } catch {
-                        deadline.cancel()
-                        if let connection {
-                            connection.failure.withLock { $0 = TransportError("the connection to \(connection.peer) failed: \(error)") }
-                        } else {
-                            continuation.resume(throwing: raw.isActive ? error : TransportError("handshake failed: \(error) (or it took longer than \(timeout))"))
-                        }
+                        guard let connection else { return }
+                        connection.incoming.finish()
+                        server.registry.remove(connection)
+                        server.context.events.publish(.connectionDown(connection.info))
                     }
-                    guard let connection else { return }
-                    connection.incoming.finish()
-                    server.registry.remove(connection)
-                    server.context.events.publish(.connectionDown(connection.info))
+                } catch {
+                    result.resume(throwing: TransportError("the connection failed before its handshake: \(error)"))
                 }
+                deadline.cancel()
+                result.resume(throwing: TransportError("the connection closed before its handshake"))
             }
             if started == nil {
-                raw.close(promise: nil)
-                continuation.resume(throwing: TransportError("the transport is shutting down"))
+                // The runtime takes no more tasks; the channel must still be closed through
+                // executeThenClose (NIO traps on an async channel dropped unfinished).
+                deadline.cancel()
+                Task { try? await channel.executeThenClose { _, _ in } }
+                result.resume(throwing: TransportError("the transport is shutting down"))
             }
         }
     }
@@ -114,9 +145,20 @@ final class TCPConnection: Connection {
     /// meanwhile). Once this side has closed, messages are dropped, so reading goes on and
     /// the last writes can still go out.
     private func deliver(_ message: ByteBuffer) async throws {
+        lastActivity.store(NIODeadline.now().uptimeNanoseconds, ordering: .relaxed)
         guard !incoming.isFinished else { return }
         try? await incoming.send(Array(message.readableBytesView))
     }
+}
+
+/// A continuation that is resumed at most once; later resumes are ignored.
+final class OnceContinuation<Value: Sendable>: Sendable {
+    private let continuation = Mutex<CheckedContinuation<Value, any Error>?>(nil)
+
+    init(_ continuation: CheckedContinuation<Value, any Error>) { self.continuation.withLock { $0 = continuation } }
+
+    func resume(returning value: Value) { continuation.withLock { $0.take() }?.resume(returning: value) }
+    func resume(throwing error: any Error) { continuation.withLock { $0.take() }?.resume(throwing: error) }
 }
 
 /// The transport's open connections, so shutdown can close them, and their identifiers.

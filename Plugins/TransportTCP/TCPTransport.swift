@@ -19,16 +19,22 @@ final class TCPTransport: TransportPlugin {
         let address: PeerAddress
         let options: Options
         let registry: ConnectionRegistry
+        let admission: Admission
     }
 
     struct Options: Sendable {
         var listenHost = "127.0.0.1"
         var port = 0
         var threads = 1
-        var maxMessageBytes = 16 << 20
+        var maxMessageBytes = (1 << 20) + 4096
         var handshakeTimeout = TimeAmount.seconds(5)
         var connectTimeout = TimeAmount.seconds(5)
-        var inboundBuffer = 8
+        var idleTimeout = TimeAmount.seconds(60)
+        var maxConnections = 64
+        var maxConnectionsPerAddress = 16
+        /// Messages a connection holds for a reader that is behind (beyond these, NIO stops
+        /// reading the socket, so TCP slows the peer down).
+        var inboundBuffer = 2
 
         /// Reads the settings, refusing a value out of range with the setting's name and range.
         init(_ settings: PluginSettings) throws(TransportError) {
@@ -43,6 +49,9 @@ final class TCPTransport: TransportPlugin {
             if let bytes = try read("max-message-bytes", 1024...(1 << 30)) { maxMessageBytes = Int(bytes) }
             if let ms = try read("handshake-timeout-ms", 1...600_000) { handshakeTimeout = .milliseconds(ms) }
             if let ms = try read("connect-timeout-ms", 1...600_000) { connectTimeout = .milliseconds(ms) }
+            if let ms = try read("idle-timeout-ms", 1000...86_400_000) { idleTimeout = .milliseconds(ms) }
+            if let count = try read("max-connections", 1...65536) { maxConnections = Int(count) }
+            if let count = try read("max-connections-per-address", 1...65536) { maxConnectionsPerAddress = Int(count) }
         }
     }
 
@@ -50,6 +59,7 @@ final class TCPTransport: TransportPlugin {
         let options = try Options(context.settings)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: options.threads)
         let registry = ConnectionRegistry()
+        let admission = Admission(total: options.maxConnections, perAddress: options.maxConnectionsPerAddress)
         do {
             let listener = try await ServerBootstrap(group: group)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -58,7 +68,7 @@ final class TCPTransport: TransportPlugin {
                 }
             let port = listener.channel.localAddress?.port ?? options.port
             let address = PeerAddress(host: options.listenHost, port: port)
-            let running = Server(context: context, group: group, address: address, options: options, registry: registry)
+            let running = Server(context: context, group: group, address: address, options: options, registry: registry, admission: admission)
             server.send(running)
             context.ready()
             context.logger.info("listening", metadata: ["address": "\(address)"])
@@ -69,8 +79,16 @@ final class TCPTransport: TransportPlugin {
             }
             try await listener.executeThenClose { inbound in
                 for try await child in inbound {
-                    _ = try? context.runtime.spawn(name: "inbound connection") {
-                        await Self.accept(child, server: running)
+                    // Caps on connections, overall and per address, before anything is read.
+                    let remote = child.channel.remoteAddress?.ipAddress ?? "unknown"
+                    if let refusal = admission.admit(remote) {
+                        context.logger.warning("refused an inbound connection", metadata: ["from": "\(remote)", "reason": "\(refusal)"])
+                        await Self.discard(child)
+                        continue
+                    }
+                    child.channel.closeFuture.whenComplete { _ in admission.release(remote) }
+                    if (try? context.runtime.spawn(name: "inbound connection", { await Self.accept(child, server: running) })) == nil {
+                        await Self.discard(child)
                     }
                 }
             }
@@ -104,7 +122,7 @@ final class TCPTransport: TransportPlugin {
         let handshake = TCPConnection.Handshake(
             opening: { outbound in try await outbound.write(Handshake.encode(hello)) },
             answer: { reply, _ in
-                let answer = try Handshake.decode(Handshake.Reply.self, from: reply)
+                let answer = try Handshake.decodeReply(from: reply)
                 if let refusal = answer.error { throw TransportError("\(address) refused the connection: \(refusal)") }
                 return (PeerID(answer.id ?? "unknown"), service)
             })
@@ -118,12 +136,19 @@ final class TCPTransport: TransportPlugin {
         return nil
     }
 
+    /// Closes a connection that is refused before its handshake. (An async channel must be
+    /// closed through `executeThenClose`, which finishes its writer; dropping it unfinished
+    /// is a fatal error in NIO.)
+    private static func discard(_ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
+        try? await channel.executeThenClose { _, _ in }
+    }
+
     private static func accept(_ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, server: Server) async {
         let me = server.context.host.id.rawValue
         let handshake = TCPConnection.Handshake(answer: { first, outbound in
             let hello: Handshake.Hello
             do {
-                hello = try Handshake.decode(Handshake.Hello.self, from: first)
+                hello = try Handshake.decodeHello(from: first)
             } catch {
                 try? await outbound.write(Handshake.encode(Handshake.Reply(id: me, error: "\(error)")))
                 throw error
@@ -157,8 +182,47 @@ final class TCPTransport: TransportPlugin {
         try channel.pipeline.syncOperations.addHandler(FrameEncoder())
         return try NIOAsyncChannel(
             wrappingChannelSynchronously: channel,
-            configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: options.inboundBuffer), isOutboundHalfClosureEnabled: true))
+            configuration: .init(backPressureStrategy: .init(lowWatermark: 1, highWatermark: options.inboundBuffer), isOutboundHalfClosureEnabled: true))
     }
+}
+
+/// Counts open inbound connections, overall and per remote address, and refuses those over
+/// the caps (settings `max-connections` and `max-connections-per-address`).
+final class Admission: Sendable {
+    private let total: Int
+    private let perAddress: Int
+    private let open = Mutex<(total: Int, byAddress: [String: Int], refused: UInt64)>((0, [:], 0))
+
+    init(total: Int, perAddress: Int) {
+        self.total = total
+        self.perAddress = perAddress
+    }
+
+    /// Counts a connection from `address` in; returns why it is refused, or nil.
+    func admit(_ address: String) -> String? {
+        open.withLock { open in
+            if open.total >= total {
+                open.refused += 1
+                return "\(total) connections are open (setting 'max-connections')"
+            }
+            if open.byAddress[address, default: 0] >= perAddress {
+                open.refused += 1
+                return "\(perAddress) connections from \(address) are open (setting 'max-connections-per-address')"
+            }
+            open.total += 1
+            open.byAddress[address, default: 0] += 1
+            return nil
+        }
+    }
+
+    func release(_ address: String) {
+        open.withLock { open in
+            open.total -= 1
+            if let count = open.byAddress[address], count > 1 { open.byAddress[address] = count - 1 } else { open.byAddress[address] = nil }
+        }
+    }
+
+    var refusedCount: UInt64 { open.withLock { $0.refused } }
 }
 
 /// What went wrong in the transport, in words.
