@@ -30,12 +30,19 @@ final class Responder: Sendable {
         var lastQuery: ContinuousClock.Instant?
     }
 
+    /// The longest a record heard is kept, whatever TTL its sender chose: the longest TTL
+    /// RFC 6762 recommends (10.), for records other than host addresses.
+    static let maxTTL: UInt32 = 4500
+    /// The most instances and host addresses kept; once full, new names are ignored until
+    /// old ones expire, so that no sender can make the cache grow without bound.
+    static let maxCachedNames = 512
+
     private struct Expiring<Value> {
         var value: Value
         var expires: ContinuousClock.Instant
         init(_ value: Value, ttl: UInt32) {
             self.value = value
-            expires = .now + .seconds(Int(ttl))
+            expires = .now + .seconds(Int(min(ttl, Responder.maxTTL)))
         }
     }
 
@@ -137,6 +144,14 @@ final class Responder: Sendable {
     private func learn(_ records: [ResourceRecord]) {
         cache.withLock { cache in
             for record in records {
+                // The name the record would add to the cache: a pointer adds its instance.
+                var name = record.name
+                if case .ptr(let instance) = record.data { name = instance }
+                if record.ttl != 0, cache.instances[name] == nil, cache.addresses[name] == nil,
+                    cache.instances.count + cache.addresses.count >= Self.maxCachedNames
+                {
+                    continue
+                }
                 switch record.data {
                 case .ptr(let instance) where record.name == options.serviceType && isInstance(instance) && instance != instanceName:
                     cache.instances[instance, default: Instance()].pointer = record.ttl == 0 ? nil : Expiring((), ttl: record.ttl)

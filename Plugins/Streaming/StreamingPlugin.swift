@@ -7,42 +7,93 @@
 // The protocol, over one connection for the service `streaming`: a JSON control message
 // (type byte 1) `{"type":"start","id":…}`, then frames (type byte 2, an 8-byte big-endian
 // sequence number, the payload), then `{"type":"end","frames":N}`.
+//
+// What a peer can make the receiver hold is bounded: a frame larger than the setting
+// `max-frame-bytes` ends the stream, the window holds at most `window-frames` frames
+// (so at most their product in bytes), frames are kept only while someone watches, and
+// the window is released once the last viewer has gone.
 import Foundation
 import KizunaSDK
 import Synchronization
 
 final class BuiltinStreaming: StreamingPlugin {
     private let started = WatchChannel<Started?>(nil)
-    private let deliveries: BroadcastChannel<StreamDelivery>
+    private let window = Window()
 
     final class Started: Sendable {
         let context: PluginContext
         let transport: any TransportPlugin
+        let options: Options
         let counter = Atomic<Int>(0)
         let active = Atomic<Int>(0)
-        init(context: PluginContext, transport: any TransportPlugin) {
+        init(context: PluginContext, transport: any TransportPlugin, options: Options) {
             self.context = context
             self.transport = transport
+            self.options = options
         }
     }
 
-    init() {
-        // Each viewer reads through a window of the 256 most recent frames.
-        deliveries = BroadcastChannel(capacity: 256)
+    struct Options: Sendable {
+        var maxFrameBytes = 256 << 10
+        var windowFrames = 256
+
+        init(_ settings: PluginSettings) throws(StreamError) {
+            if let bytes = settings.integer("max-frame-bytes") {
+                guard (1...(64 << 20)).contains(bytes) else { throw StreamError("setting 'max-frame-bytes' is \(bytes); give 1 to 67108864") }
+                maxFrameBytes = Int(bytes)
+            }
+            if let frames = settings.integer("window-frames") {
+                guard (1...65536).contains(frames) else { throw StreamError("setting 'window-frames' is \(frames); give 1 to 65536") }
+                windowFrames = Int(frames)
+            }
+        }
     }
 
-    func watch() -> BroadcastReceiver<StreamDelivery> { deliveries.subscribe() }
+    /// The frames viewers read through: a broadcast ring of the latest frames, made when
+    /// the first viewer comes and dropped (with every frame it holds) when the last goes.
+    final class Window: Sendable {
+        private let state = Mutex<(capacity: Int, channel: BroadcastChannel<StreamDelivery>?)>((256, nil))
+
+        func configure(capacity: Int) { state.withLock { $0.capacity = capacity } }
+
+        func subscribe() -> BroadcastReceiver<StreamDelivery> {
+            state.withLock { state in
+                if state.channel == nil { state.channel = BroadcastChannel(capacity: state.capacity) }
+                return state.channel!.subscribe()
+            }
+        }
+
+        /// Hands `delivery` to the viewers; keeps nothing when there are none.
+        func send(_ delivery: StreamDelivery) {
+            let channel = state.withLock { state -> BroadcastChannel<StreamDelivery>? in
+                guard let channel = state.channel else { return nil }
+                if channel.receiverCount == 0 {
+                    state.channel = nil
+                    return nil
+                }
+                return channel
+            }
+            channel?.send(delivery)
+        }
+
+        var viewers: Int { state.withLock { $0.channel?.receiverCount ?? 0 } }
+
+        func finish() { state.withLock { $0.channel?.finish() } }
+    }
+
+    func watch() -> BroadcastReceiver<StreamDelivery> { window.subscribe() }
 
     func run(context: PluginContext) async throws {
         guard let transport = context.transport else { throw StreamError("no transport was given; the manifest must require one") }
-        let running = Started(context: context, transport: transport)
-        activeStreaming.withLock { $0 = (running, deliveries) }
+        let running = Started(context: context, transport: transport, options: try Options(context.settings))
+        window.configure(capacity: running.options.windowFrames)
+        activeStreaming.withLock { $0 = (running, window) }
         defer { activeStreaming.withLock { if $0?.0.context === context { $0 = nil } } }
         started.send(running)
-        let server = try context.runtime.spawn(name: "streaming inbound") { [deliveries] in
+        let server = try context.runtime.spawn(name: "streaming inbound") { [window] in
             for await connection in context.inbound {
                 _ = try? context.runtime.spawn(name: "stream from \(connection.peer)") {
-                    await Self.receive(from: connection, running: running, deliveries: deliveries)
+                    await Self.receive(from: connection, running: running, window: window)
                 }
             }
         }
@@ -95,37 +146,66 @@ final class BuiltinStreaming: StreamingPlugin {
         return nil
     }
 
-    private static func receive(from connection: any Connection, running: Started, deliveries: BroadcastChannel<StreamDelivery>) async {
+    private static func receive(from connection: any Connection, running: Started, window: Window) async {
         let context = running.context
-        guard let first = try? await connection.receive(), let start = StreamWire.parseControl(first), start["type"] == "start", let id = start["id"] else {
-            context.logger.warning("an inbound stream did not start with a start message; closing it", metadata: ["peer": "\(connection.peer)"])
+        guard let first = try? await connection.receive(), let start = StreamWire.parseControl(first), start["type"] == "start",
+            let id = start["id"], StreamWire.isValidID(id)
+        else {
+            context.logger.warning("an inbound stream did not start with a valid start message; closing it", metadata: ["peer": "\(connection.peer)"])
             await connection.close()
             return
         }
         running.active.add(1, ordering: .relaxed)
         context.events.publish(.streamStarted(id: id, peer: connection.peer))
-        deliveries.send(.started(id: id, peer: connection.peer))
-        var expected: UInt64 = 0
-        var skipped: UInt64 = 0
+        window.send(.started(id: id, peer: connection.peer))
+        var sequence = SequenceTracker()
         while let message = try? await connection.receive() {
             if let frame = StreamWire.parseFrame(message) {
-                if frame.sequence > expected { skipped += frame.sequence - expected }
-                expected = frame.sequence + 1
-                deliveries.send(.frame(id: id, frame))
+                guard frame.payload.count <= running.options.maxFrameBytes else {
+                    context.logger.warning(
+                        "an inbound stream sent a frame over the limit; closing it",
+                        metadata: ["peer": "\(connection.peer)", "bytes": "\(frame.payload.count)", "limit": "\(running.options.maxFrameBytes) (setting 'max-frame-bytes')"])
+                    break
+                }
+                sequence.record(frame.sequence)
+                window.send(.frame(id: id, frame))
             } else if StreamWire.parseControl(message)?["type"] == "end" {
                 break
             }
         }
-        deliveries.send(.ended(id: id, framesDropped: skipped))
+        window.send(.ended(id: id, framesDropped: sequence.skipped))
         context.events.publish(.streamEnded(id: id, peer: connection.peer))
         running.active.subtract(1, ordering: .relaxed)
         await connection.close()
     }
 }
 
+/// Counts the frames a sender skipped, from the sequence numbers it sent. The numbers come
+/// from the peer: no arithmetic on them may trap, whatever they are.
+struct SequenceTracker {
+    private var expected: UInt64 = 0
+    private(set) var skipped: UInt64 = 0
+
+    mutating func record(_ sequence: UInt64) {
+        if sequence > expected {
+            let (sum, overflow) = skipped.addingReportingOverflow(sequence - expected)
+            skipped = overflow ? .max : sum
+        }
+        expected = sequence &+ 1
+    }
+}
+
 enum StreamWire {
     static func control(_ fields: [String: String]) -> [UInt8] {
         [1] + ((try? JSONEncoder().encode(fields)).map(Array.init) ?? [])
+    }
+
+    /// A stream id as the built-in sender makes them: 1 to 64 letters, digits, `-`, `_`, `.`.
+    static func isValidID(_ id: String) -> Bool {
+        (1...64).contains(id.utf8.count) && id.utf8.allSatisfy { byte in
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+                || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ".")
+        }
     }
 
     static func parseControl(_ message: [UInt8]) -> [String: String]? {
@@ -155,7 +235,7 @@ struct StreamError: Error, CustomStringConvertible {
 }
 
 /// The running instance, for the actions.
-let activeStreaming = Mutex<(BuiltinStreaming.Started, BroadcastChannel<StreamDelivery>)?>(nil)
+let activeStreaming = Mutex<(BuiltinStreaming.Started, BuiltinStreaming.Window)?>(nil)
 
 /// `active-streams`: incoming streams being received now.
 @_cdecl("kizuna_streams_active") public func kizunaStreamsActive() -> Int64 {
@@ -164,7 +244,7 @@ let activeStreaming = Mutex<(BuiltinStreaming.Started, BroadcastChannel<StreamDe
 
 /// `viewers`: viewers watching incoming streams now.
 @_cdecl("kizuna_streams_viewers") public func kizunaStreamsViewers() -> Int64 {
-    Int64(activeStreaming.withLock { $0?.1.receiverCount } ?? 0)
+    Int64(activeStreaming.withLock { $0?.1.viewers } ?? 0)
 }
 
 @_cdecl("kizuna_plugin_entry") public func kizunaPluginEntry() -> UnsafeRawPointer { exportPlugin { BuiltinStreaming() } }
