@@ -2,19 +2,24 @@ import CKizunaHost
 import Foundation
 import Glibc
 import KizunaSDK
+import Synchronization
 
 /// Serves a host's control socket: a Unix socket with owner-only permissions that refuses
 /// connections from other users. Each connection sends one ``ControlRequest`` line and
 /// gets ``ControlResponse`` lines back.
 ///
-/// Accepting and each connection run on the runtime's blocking pool, and call into the
-/// host with `blockOn`. Call ``stop()`` before shutting the host down.
+/// Accepting and each connection run on threads of the control server's own, never on the
+/// runtime's pools, so that no plugin (and no peer a plugin serves) can use up the threads
+/// the control socket needs; they call into the host with `blockOn`. At most
+/// ``maxConnections`` clients are served at once. Call ``stop()`` before shutting the
+/// host down.
 public final class ControlServer: Sendable {
     /// The socket's path.
     public let path: String
     private let listener: LineSocket
     private let host: KizunaHost
     private let connections = LockedConnections()
+    private let stopped = Atomic(false)
 
     /// Binds `path` and starts serving `host`.
     /// - Throws: ``ControlError`` if another host serves `path`, `path` is not a socket, or
@@ -38,11 +43,9 @@ public final class ControlServer: Sendable {
             throw ControlError("cannot listen on \(path) (\(String(cString: strerror(-fd)))); choose another path with --socket")
         }
         let server = ControlServer(path: path, listener: LineSocket(fd: fd), host: host)
-        do {
-            try host.runtime.handle.spawnBlocking(name: "control-accept") { server.acceptLoop() }
-        } catch {
-            throw ControlError("the host's runtime is shut down; start a new host")
-        }
+        let thread = Thread { server.acceptLoop() }
+        thread.name = "kizuna-control"
+        thread.start()
         return server
     }
 
@@ -52,41 +55,58 @@ public final class ControlServer: Sendable {
         self.host = host
     }
 
+    /// Clients served at once; more are told to try again.
+    public static let maxConnections = 64
+
     /// Stops accepting, disconnects every client and removes the socket file.
     public func stop() {
+        stopped.store(true, ordering: .releasing)
         listener.shutdownBoth()
         for connection in connections.drain() { connection.shutdownBoth() }
         unlink(path)
     }
 
+    /// Accepts until ``stop()``. No error ends it while the host runs: when descriptors run
+    /// out (EMFILE, ENFILE) or memory is short, it waits a moment and tries again, so the
+    /// control socket answers again as soon as whatever held them lets go.
     private func acceptLoop() {
-        while true {
+        var backoff: UInt32 = 10_000
+        while !stopped.load(ordering: .acquiring) {
             let fd = kizuna_accept(listener.fd)
             if fd < 0 {
+                if stopped.load(ordering: .acquiring) { return }
                 if -fd == EINTR || -fd == ECONNABORTED { continue }
-                return  // the listener was shut down
+                usleep(backoff)
+                backoff = min(backoff * 2, 500_000)
+                continue
             }
-            let connection = LineSocket(fd: fd)
+            backoff = 10_000
+            let connection = LineSocket(fd: fd, maxMessageBytes: LineSocket.maxRequestBytes)
             guard kizuna_socket_peer_uid(fd) == Int(getuid()) else {
                 connection.encode(ControlResponse.failure("this host belongs to another user; connections from other users are refused"))
                 continue
             }
-            connections.insert(connection)
-            let server = self
-            do {
-                try host.runtime.handle.spawnBlocking(name: "control-connection") {
-                    server.serve(connection)
-                    server.connections.remove(connection)
-                }
-            } catch {
-                connection.encode(ControlResponse.failure("the host is shutting down"))
-                connections.remove(connection)
+            guard connections.insert(connection, limit: Self.maxConnections) else {
+                connection.encode(ControlResponse.failure("the host serves \(Self.maxConnections) control connections already; try again when one has ended"))
+                continue
             }
+            let server = self
+            let thread = Thread {
+                server.serve(connection)
+                server.connections.remove(connection)
+            }
+            thread.name = "kizuna-control-client"
+            thread.start()
         }
     }
 
     private func serve(_ connection: LineSocket) {
-        guard let line = connection.readLine() else { return }
+        guard let line = connection.readLine() else {
+            if connection.limitExceeded {
+                connection.encode(ControlResponse.failure("the request is longer than \(connection.maxMessageBytes) bytes; send one JSON object per line"))
+            }
+            return
+        }
         guard let request = try? JSONDecoder().decode(ControlRequest.self, from: Data(line.utf8)) else {
             connection.encode(ControlResponse.failure("the request is not a control request; send one JSON object per line such as {\"command\":\"list\"}"))
             return
@@ -257,7 +277,14 @@ private final class LockedConnections: @unchecked Sendable {
     private let lock = NSLock()
     private var open: [ObjectIdentifier: LineSocket] = [:]
 
-    func insert(_ connection: LineSocket) { lock.withLock { open[ObjectIdentifier(connection)] = connection } }
+    /// Adds `connection` unless `limit` are open already; false then.
+    func insert(_ connection: LineSocket, limit: Int) -> Bool {
+        lock.withLock {
+            guard open.count < limit else { return false }
+            open[ObjectIdentifier(connection)] = connection
+            return true
+        }
+    }
     func remove(_ connection: LineSocket) { lock.withLock { open[ObjectIdentifier(connection)] = nil } }
     func drain() -> [LineSocket] {
         lock.withLock {

@@ -3,11 +3,32 @@ import Foundation
 import Glibc
 
 /// A connected Unix stream socket read and written in JSON lines, with blocking calls.
+///
+/// Reading is linear in the bytes read: the buffer is scanned for a newline only where it
+/// has not been scanned yet, and consumed bytes are dropped in bulk. A line or chunk over
+/// the socket's limit ends the stream (``limitExceeded`` says so) instead of growing the
+/// buffer without bound.
 final class LineSocket: @unchecked Sendable {
     let fd: Int32
+    /// The longest line or chunk accepted, in bytes.
+    let maxMessageBytes: Int
     private var buffer: [UInt8] = []
+    /// Where unread bytes start in `buffer`.
+    private var start = 0
+    /// How far from `start` the buffer is known to hold no newline.
+    private var scanned = 0
+    /// Set when the other side sent a line or chunk over ``maxMessageBytes``.
+    private(set) var limitExceeded = false
 
-    init(fd: Int32) { self.fd = fd }
+    /// What a client sends a host: requests, and the frames of `kizuna stream` (up to
+    /// 8 MiB each); replies (a plugin list, say) may be larger.
+    static let maxRequestBytes = 9 << 20
+    static let maxReplyBytes = 256 << 20
+
+    init(fd: Int32, maxMessageBytes: Int = LineSocket.maxReplyBytes) {
+        self.fd = fd
+        self.maxMessageBytes = maxMessageBytes
+    }
 
     deinit { close(fd) }
 
@@ -21,40 +42,66 @@ final class LineSocket: @unchecked Sendable {
         return LineSocket(fd: fd)
     }
 
-    /// The next line without its newline, or nil at the end of the stream.
+    private var unread: Int { buffer.count - start }
+
+    /// Reads what the socket has into the buffer; false at the end of the stream.
+    private func fill(atLeast wanted: Int = 65536) -> Bool {
+        // Drop consumed bytes once they are the larger part, so the copy is amortized.
+        if start > 0, start >= unread {
+            buffer.removeSubrange(0..<start)
+            start = 0
+        }
+        let old = buffer.count
+        let room = max(wanted, 65536)
+        buffer.append(contentsOf: repeatElement(0, count: room))
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress! + old, room) }
+            if count < 0 && errno == EINTR { continue }
+            buffer.removeLast(room - max(count, 0))
+            return count > 0
+        }
+    }
+
+    /// The next line without its newline, or nil at the end of the stream (or once the
+    /// line passes ``maxMessageBytes``).
     func readLine() -> String? {
         while true {
-            if let newline = buffer.firstIndex(of: 0x0A) {
-                let line = String(decoding: buffer[..<newline], as: UTF8.self)
-                buffer.removeSubrange(...newline)
+            if let newline = buffer[(start + scanned)...].firstIndex(of: 0x0A) {
+                let line = String(decoding: buffer[start..<newline], as: UTF8.self)
+                start = newline + 1
+                scanned = 0
                 return line
             }
-            var chunk = [UInt8](repeating: 0, count: 4096)
-            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { return nil }
-            buffer += chunk[0..<count]
+            scanned = unread
+            guard scanned <= maxMessageBytes else {
+                limitExceeded = true
+                return nil
+            }
+            guard fill() else { return nil }
         }
     }
 
     /// Exactly `count` bytes (after any already buffered), or nil if the stream ends first.
     func readBytes(_ count: Int) -> [UInt8]? {
-        while buffer.count < count {
-            var chunk = [UInt8](repeating: 0, count: max(65536, count - buffer.count))
-            let got = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if got < 0 && errno == EINTR { continue }
-            guard got > 0 else { return nil }
-            buffer += chunk[0..<got]
+        while unread < count {
+            guard fill(atLeast: min(count - unread, 1 << 20)) else { return nil }
         }
-        defer { buffer.removeSubrange(0..<count) }
-        return Array(buffer[0..<count])
+        defer {
+            start += count
+            scanned = 0
+        }
+        return Array(buffer[start..<(start + count)])
     }
 
     /// One binary chunk: a 4-byte big-endian length, then the bytes. An empty chunk ends a
-    /// run of chunks. Nil if the stream ends.
+    /// run of chunks. Nil if the stream ends, or the length is over ``maxMessageBytes``.
     func readChunk() -> [UInt8]? {
         guard let header = readBytes(4) else { return nil }
         let length = header.reduce(0) { $0 << 8 | Int($1) }
+        guard length <= maxMessageBytes else {
+            limitExceeded = true
+            return nil
+        }
         return length == 0 ? [] : readBytes(length)
     }
 

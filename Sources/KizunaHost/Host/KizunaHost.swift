@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 public import KizunaSDK
 import Synchronization
 
@@ -35,6 +36,9 @@ public actor KizunaHost {
     /// Creates a host and starts its runtime; no plugin is loaded yet.
     /// - Throws: ``RuntimeError`` if the runtime configuration is invalid.
     public init(configuration: HostConfiguration = HostConfiguration()) throws(RuntimeError) {
+        // A write to a socket whose peer has gone must fail with EPIPE, never end the host,
+        // whichever plugins are loaded and however they write.
+        signal(SIGPIPE, SIG_IGN)
         self.configuration = configuration
         runtime = try AsyncRuntime(configuration: configuration.runtime)
         events = EventBus(capacity: 4096, state: state)
@@ -267,6 +271,8 @@ public actor KizunaHost {
         // A stuck plugin's tasks were cancelled and counted above; waiting again is pointless.
         if returned { await settleLeftovers(of: loaded) }
         loaded.inbound.finish()
+        // Connections routed to the plugin that it never took are closed, not leaked.
+        while let connection = await loaded.inbound.receive() { await connection.close() }
         if !returned {
             setState(loaded, .stuck(tasks: loaded.scope.taskCount))
         } else if case .failed = loaded.state {
@@ -295,19 +301,36 @@ public actor KizunaHost {
 
     // MARK: Routing
 
-    /// Hands an inbound connection to the running plugin that provides its service.
+    /// The kinds of plugin that take inbound connections; a transport or discovery plugin
+    /// never reads ``PluginContext/inbound``, so nothing is routed to one.
+    static let kindsTakingInbound: Set<PluginKind> = [.fileTransfer, .streaming]
+
+    /// Hands an inbound connection to the running plugin that provides its service, or
+    /// closes it: no plugin serves the service, or that plugin has as many connections
+    /// waiting as its queue holds. Never waits, so a flood of connections cannot stall the
+    /// host.
     private func route(_ connection: any Connection) async {
-        guard let target = plugins.values.first(where: { $0.state == .running && $0.manifest.provides.contains(connection.service) }) else {
+        let target = plugins.values.first {
+            $0.state == .running && Self.kindsTakingInbound.contains($0.manifest.kind) && $0.manifest.provides.contains(connection.service)
+        }
+        guard let target else {
+            refusedInbound += 1
             logger.warning("no plugin serves an inbound connection; closing it", metadata: ["service": "\(connection.service)", "peer": "\(connection.peer)"])
             await connection.close()
             return
         }
-        do {
-            try await target.inbound.send(connection)
-        } catch {
+        guard target.inbound.trySend(connection) else {
+            refusedInbound += 1
+            logger.warning(
+                "an inbound connection found the plugin's queue full; closing it",
+                metadata: ["plugin": "\(target.manifest.name)", "peer": "\(connection.peer)", "queued": "\(target.inbound.capacity)"])
             await connection.close()
+            return
         }
     }
+
+    /// Inbound connections closed because no plugin could take them.
+    public private(set) var refusedInbound = 0
 
     // MARK: Actions
 

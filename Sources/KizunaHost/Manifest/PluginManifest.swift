@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 public import KizunaSDK
 
 /// A plugin's manifest: the hand-edited TOML file that says what the plugin is, where its
@@ -67,16 +68,46 @@ public struct PluginManifest: Sendable, Hashable {
     /// Reads and checks the manifest at `path`.
     /// - Throws: ``ManifestError`` naming the file, the line where known, the field and the fix.
     public init(contentsOf path: String) throws(ManifestError) {
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path))
-        } catch {
-            throw ManifestError(file: path, message: "cannot read the manifest (\(Self.reason(error))); check that the file exists and is readable")
-        }
+        let data = try Self.read(path)
         guard let text = String(data: data, encoding: .utf8) else {
             throw ManifestError(file: path, message: "the manifest is not UTF-8 text; save it as UTF-8")
         }
         try self.init(parsing: text, path: path)
+    }
+
+    /// The longest manifest read: far more than any manifest needs.
+    public static let maxBytes = 1 << 20
+
+    /// Reads the manifest at `path`: a regular file (checked on the opened descriptor, so a
+    /// FIFO or a device is never read from) of at most ``maxBytes``.
+    static func read(_ path: String) throws(ManifestError) -> Data {
+        // O_NONBLOCK: opening a FIFO must not wait for a writer.
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else {
+            let code = errno
+            let fix = code == ENOENT ? "check the path" : code == EACCES ? "make it readable by this user" : "check that it is a readable file"
+            throw ManifestError(file: path, message: "cannot open the manifest (\(String(cString: strerror(code)))); \(fix)")
+        }
+        defer { close(fd) }
+        var status = stat()
+        guard fstat(fd, &status) == 0 else { throw ManifestError(file: path, message: "cannot read the manifest (\(String(cString: strerror(errno))))") }
+        let type = status.st_mode & S_IFMT
+        guard type == S_IFREG else {
+            let what = type == S_IFDIR ? "a directory" : type == S_IFIFO ? "a FIFO" : type == S_IFCHR || type == S_IFBLK ? "a device" : type == S_IFSOCK ? "a socket" : "not a regular file"
+            throw ManifestError(file: path, message: "the manifest is \(what); give the path of a .toml file")
+        }
+        guard status.st_size <= maxBytes else {
+            throw ManifestError(file: path, message: "the manifest is \(status.st_size) bytes; the limit is \(maxBytes) (1 MiB); a manifest needs a few kilobytes")
+        }
+        var bytes = [UInt8](repeating: 0, count: Int(status.st_size))
+        var done = 0
+        while done < bytes.count {
+            let got = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + done, $0.count - done) }
+            if got < 0, errno == EINTR { continue }
+            guard got > 0 else { break }
+            done += got
+        }
+        return Data(bytes[..<done])
     }
 
     /// Checks manifest `text` as if it were read from `path`.

@@ -34,6 +34,12 @@ private struct TOMLParser {
     var definedTables: Set<String> = []
     /// Tables that were defined inline or by a key value, which no header may extend.
     var closedTables: Set<String> = []
+    /// How deep the arrays and inline tables being parsed are nested.
+    var depth = 0
+
+    /// The deepest nesting of arrays and inline tables, and the most parts a dotted key may
+    /// have: far beyond any manifest, and far below what would exhaust a thread's stack.
+    static let maxDepth = 64
 
     init(text: String) { bytes = Array(text.utf8) }
 
@@ -80,33 +86,48 @@ private struct TOMLParser {
         }
     }
 
-    mutating func ensureTable(at path: [String], in table: inout [String: SettingValue]) throws(TOMLError) {
+    // Both walk down `path` with the child table taken out of its parent while it is
+    // changed, so it is never copied: a document of N keys parses in O(N) inserts.
+
+    mutating func ensureTable(at path: ArraySlice<String>, in table: inout [String: SettingValue]) throws(TOMLError) {
         guard let first = path.first else { return }
         var child: [String: SettingValue] = [:]
-        switch table[first] {
+        switch table.removeValue(forKey: first) {
         case nil: break
         case .table(let existing): child = existing
-        case .some(let other): throw error("'\(first)' is already \(other.typeNameWithArticle), not a table")
+        case .some(let other):
+            table[first] = other
+            throw error("'\(first)' is already \(other.typeNameWithArticle), not a table")
         }
-        try ensureTable(at: Array(path.dropFirst()), in: &child)
-        table[first] = .table(child)
+        defer { table[first] = .table(child) }
+        try ensureTable(at: path.dropFirst(), in: &child)
     }
 
-    mutating func insert(_ value: SettingValue, at path: [String], in table: inout [String: SettingValue]) throws(TOMLError) {
-        let key = path[0]
+    mutating func ensureTable(at path: [String], in table: inout [String: SettingValue]) throws(TOMLError) {
+        try ensureTable(at: path[...], in: &table)
+    }
+
+    mutating func insert(_ value: SettingValue, at path: ArraySlice<String>, in table: inout [String: SettingValue]) throws(TOMLError) {
+        let key = path[path.startIndex]
         if path.count == 1 {
             guard table[key] == nil else { throw error("key '\(key)' is defined twice") }
             table[key] = value
             return
         }
         var child: [String: SettingValue] = [:]
-        switch table[key] {
+        switch table.removeValue(forKey: key) {
         case nil: break
         case .table(let existing): child = existing
-        case .some(let other): throw error("'\(key)' is already \(other.typeNameWithArticle), not a table")
+        case .some(let other):
+            table[key] = other
+            throw error("'\(key)' is already \(other.typeNameWithArticle), not a table")
         }
-        try insert(value, at: Array(path.dropFirst()), in: &child)
-        table[key] = .table(child)
+        defer { table[key] = .table(child) }
+        try insert(value, at: path.dropFirst(), in: &child)
+    }
+
+    mutating func insert(_ value: SettingValue, at path: [String], in table: inout [String: SettingValue]) throws(TOMLError) {
+        try insert(value, at: path[...], in: &table)
     }
 
     mutating func skipWhitespace() {
@@ -160,6 +181,9 @@ private struct TOMLParser {
             index += 1
             skipWhitespace()
             path.append(try parseKey())
+            guard path.count <= Self.maxDepth else {
+                throw error("a key has more than \(Self.maxDepth) dotted parts; a manifest needs far fewer")
+            }
         }
     }
 
@@ -357,7 +381,17 @@ private struct TOMLParser {
         return text
     }
 
+    /// Counts one more level of nesting, refusing past ``maxDepth``.
+    mutating func enterNesting() throws(TOMLError) {
+        depth += 1
+        guard depth <= Self.maxDepth else {
+            throw error("arrays and inline tables are nested more than \(Self.maxDepth) deep; a manifest needs far fewer levels")
+        }
+    }
+
     mutating func parseArray() throws(TOMLError) -> SettingValue {
+        try enterNesting()
+        defer { depth -= 1 }
         index += 1
         var values: [SettingValue] = []
         while true {
@@ -377,6 +411,8 @@ private struct TOMLParser {
     }
 
     mutating func parseInlineTable() throws(TOMLError) -> SettingValue {
+        try enterNesting()
+        defer { depth -= 1 }
         index += 1
         var table: [String: SettingValue] = [:]
         skipWhitespace()
