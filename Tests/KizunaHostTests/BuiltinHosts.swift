@@ -111,7 +111,12 @@ final class RawTransportClient {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard connected == 0 else { throw HostFailure("cannot connect to 127.0.0.1:\(port)") }
-        var timeout = timeval(tv_sec: 20, tv_usec: 0)
+        setReceiveTimeout(seconds: 20)
+    }
+
+    /// How long a receive waits before it gives up (returns nil).
+    func setReceiveTimeout(seconds: Double) {
+        var timeout = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - seconds.rounded(.down)) * 1_000_000))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 
@@ -120,6 +125,11 @@ final class RawTransportClient {
     func send(_ message: [UInt8]) {
         let length = UInt32(message.count)
         let bytes = [UInt8(length >> 24), UInt8((length >> 16) & 0xFF), UInt8((length >> 8) & 0xFF), UInt8(length & 0xFF)] + message
+        _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    /// Writes `bytes` as they are, with no length in front.
+    func sendRaw(_ bytes: [UInt8]) {
         _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }
 

@@ -5,41 +5,43 @@ import Testing
 
 /// Each built-in plugin refuses a bad setting when it starts: the host reports it failed
 /// with the setting's name and what to give instead, and goes on.
-@Suite(.timeLimit(.minutes(2))) struct BuiltinSettingsTests {
-    /// The built-in manifest `name`, with `old` replaced by `new`, written as `file` in `directory`.
-    func manifest(_ name: String, _ old: String, _ new: String, in directory: String, as file: String) throws -> String {
-        let text = try String(contentsOfFile: "\(BuiltinHost.repository)/manifests/\(name).toml", encoding: .utf8)
-        #expect(text.contains(old), "\(name).toml no longer contains \(old)")
-        let path = "\(directory)/\(file).toml"
-        // Received files, if any, stay in the test's folder.
-        let local = text.replacingOccurrences(of: "receive-dir = \"~/.kizuna/received\"", with: "receive-dir = \"\(directory)/received\"")
-        try local.replacingOccurrences(of: old, with: new).write(toFile: path, atomically: true, encoding: .utf8)
-        return path
-    }
-
-    @Test(arguments: [
-        ("tcp-transport", "port = 0", "port = 70000", "setting 'port' is 70000; give 0 to 65535"),
-        ("tcp-transport", "threads = 1", "threads = 0", "setting 'threads' is 0; give 1 to 64"),
-        ("mdns-discovery", "port = 5353", "port = 0", "setting 'port' is 0; give a UDP port from 1 to 65535"),
-        ("mdns-discovery", "interface = \"127.0.0.1\"", "interface = \"loopback\"", "'loopback' is not an IPv4 address; set 'interface'"),
-        ("mdns-discovery", "service-type = \"_kizuna._tcp\"", "service-type = \"kizuna\"", "setting 'service-type' is 'kizuna'; give a DNS-SD service type such as _kizuna._tcp"),
-        ("file-transfer", "accept = \"ask\"", "accept = \"maybe\"", "setting 'accept' is 'maybe'; use auto (accept every offer), ask"),
-        ("file-transfer", "chunk-bytes = 262144", "chunk-bytes = 1", "setting 'chunk-bytes' is 1; give 4096 to 8388608"),
-    ])
-    func aBadSettingFailsThePluginWithItsNameAndTheFix(plugin: String, old: String, new: String, reason: String) async throws {
-        let (host, directory) = try makeHost()
-        let transport = try manifest("tcp-transport", "port = 0", "port = 0", in: directory, as: "good-transport")
-        if plugin != "tcp-transport" { #expect(try await host.load(transport).state == .running) }
-        let bad = try await host.load(try manifest(plugin, old, new, in: directory, as: "bad"))
-        guard case .failed(let why) = bad.state else {
-            Issue.record("\(plugin) with \(new) is \(bad.state), not failed")
-            await host.shutdown()
-            return
+extension ProcessSuites {
+    @Suite(.timeLimit(.minutes(2))) struct BuiltinSettingsTests {
+        /// The built-in manifest `name`, with `old` replaced by `new`, written as `file` in `directory`.
+        func manifest(_ name: String, _ old: String, _ new: String, in directory: String, as file: String) throws -> String {
+            let text = try String(contentsOfFile: "\(BuiltinHost.repository)/manifests/\(name).toml", encoding: .utf8)
+            #expect(text.contains(old), "\(name).toml no longer contains \(old)")
+            let path = "\(directory)/\(file).toml"
+            // Received files, if any, stay in the test's folder.
+            let local = text.replacingOccurrences(of: "receive-dir = \"~/.kizuna/received\"", with: "receive-dir = \"\(directory)/received\"")
+            try local.replacingOccurrences(of: old, with: new).write(toFile: path, atomically: true, encoding: .utf8)
+            return path
         }
-        #expect(why.contains(reason), "\(why)")
-        // The host goes on: the plugin loads once the setting is fixed.
-        _ = try await host.unload(bad.name)
-        #expect(try await host.load(try manifest(plugin, old, old, in: directory, as: "fixed")).state == .running)
-        await host.shutdown()
+
+        @Test(arguments: [
+            ("tcp-transport", "port = 0", "port = 70000", "setting 'port' is 70000; give 0 to 65535"),
+            ("tcp-transport", "threads = 1", "threads = 0", "setting 'threads' is 0; give 1 to 64"),
+            ("mdns-discovery", "port = 5353", "port = 0", "setting 'port' is 0; give a UDP port from 1 to 65535"),
+            ("mdns-discovery", "interface = \"127.0.0.1\"", "interface = \"loopback\"", "'loopback' is not an IPv4 address; set 'interface'"),
+            ("mdns-discovery", "service-type = \"_kizuna._tcp\"", "service-type = \"kizuna\"", "setting 'service-type' is 'kizuna'; give a DNS-SD service type such as _kizuna._tcp"),
+            ("file-transfer", "accept = \"ask\"", "accept = \"maybe\"", "setting 'accept' is 'maybe'; use auto (accept every offer), ask"),
+            ("file-transfer", "chunk-bytes = 262144", "chunk-bytes = 1", "setting 'chunk-bytes' is 1; give 4096 to 8388608"),
+        ])
+        func aBadSettingFailsThePluginWithItsNameAndTheFix(plugin: String, old: String, new: String, reason: String) async throws {
+            let (host, directory) = try makeHost()
+            let transport = try manifest("tcp-transport", "port = 0", "port = 0", in: directory, as: "good-transport")
+            if plugin != "tcp-transport" { #expect(try await host.load(transport).state == .running) }
+            let bad = try await host.load(try manifest(plugin, old, new, in: directory, as: "bad"))
+            guard case .failed(let why) = bad.state else {
+                Issue.record("\(plugin) with \(new) is \(bad.state), not failed")
+                await host.shutdown()
+                return
+            }
+            #expect(why.contains(reason), "\(why)")
+            // The host goes on: the plugin loads once the setting is fixed.
+            _ = try await host.unload(bad.name)
+            #expect(try await host.load(try manifest(plugin, old, old, in: directory, as: "fixed")).state == .running)
+            await host.shutdown()
+        }
     }
 }

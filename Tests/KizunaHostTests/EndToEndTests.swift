@@ -6,213 +6,215 @@ import Testing
 
 /// Two real host processes with the built-in plugins, talking over loopback: mDNS
 /// discovery, TCP transport, file transfer and streaming, driven through the CLI.
-@Suite(.serialized, .timeLimit(.minutes(3))) struct EndToEndTests {
-    /// Starts two hosts that have found each other, in a fresh folder.
-    func startPair() throws -> (work: String, a: BuiltinHost, b: BuiltinHost) {
-        let work = Fixtures.temporaryDirectory()
-        let (a, b) = try BuiltinHost.pair(work: work, plugins: try BuiltinHost.pluginsDirectory(in: work, serviceType: BuiltinHost.serviceType()))
-        return (work, a, b)
-    }
-
-    @Test func hostsDiscoverEachOtherAndSendAFileAndATree() throws {
-        let (work, a, b) = try startPair()
-        defer {
-            _ = a.kill()
-            _ = b.kill()
+extension ProcessSuites {
+    @Suite(.serialized, .timeLimit(.minutes(3))) struct EndToEndTests {
+        /// Starts two hosts that have found each other, in a fresh folder.
+        func startPair() throws -> (work: String, a: BuiltinHost, b: BuiltinHost) {
+            let work = Fixtures.temporaryDirectory()
+            let (a, b) = try BuiltinHost.pair(work: work, plugins: try BuiltinHost.pluginsDirectory(in: work, serviceType: BuiltinHost.serviceType()))
+            return (work, a, b)
         }
-        let peers = try a.cli(["peers", "--json"])
-        #expect(peers.status == 0, "\(peers.stderr)")
-        let listed = try JSONDecoder().decode([Peer].self, from: Data(peers.stdout.utf8))
-        let bo = try #require(listed.first { $0.id.rawValue == b.id })
-        #expect(bo.name == "bo")
-        #expect(bo.services.contains("file-transfer") && bo.services.contains("streaming"))
-        #expect(bo.addresses.first?.host == "127.0.0.1")
 
-        // A large file, checked byte for byte.
-        let file = "\(work)/large.bin"
-        try writeRandomFile(file, bytes: 48 << 20)
-        let sent = try a.cli(["send", file, "--to", b.id])
-        #expect(sent.status == 0, "\(sent.stderr)")
-        #expect(sent.stdout.contains("verified by the peer"))
-        #expect(FileManager.default.contentsEqual(atPath: file, andPath: "\(b.receiveDirectory)/large.bin"))
-
-        // A tree, with nested folders; sent by the peer's name.
-        let tree = "\(work)/album"
-        try FileManager.default.createDirectory(atPath: "\(tree)/2026/summer", withIntermediateDirectories: true)
-        try Data("one".utf8).write(to: URL(fileURLWithPath: "\(tree)/cover.txt"))
-        try writeRandomFile("\(tree)/2026/summer/beach.raw", bytes: 3 << 20)
-        try Data().write(to: URL(fileURLWithPath: "\(tree)/2026/empty.txt"))
-        try FileManager.default.createDirectory(atPath: "\(tree)/drafts/unsorted", withIntermediateDirectories: true)
-        let sentTree = try a.cli(["send", tree, "--to", "bo"])
-        #expect(sentTree.status == 0, "\(sentTree.stderr)")
-        for relative in ["cover.txt", "2026/summer/beach.raw", "2026/empty.txt"] {
-            #expect(FileManager.default.contentsEqual(atPath: "\(tree)/\(relative)", andPath: "\(b.receiveDirectory)/album/\(relative)"), "\(relative)")
-        }
-        var isFolder: ObjCBool = false
-        #expect(FileManager.default.fileExists(atPath: "\(b.receiveDirectory)/album/drafts/unsorted", isDirectory: &isFolder) && isFolder.boolValue)
-        // Nothing is left under a temporary name.
-        let leftovers = FileManager.default.enumerator(atPath: b.receiveDirectory)!.compactMap { $0 as? String }.filter { $0.contains("kizuna-partial") }
-        #expect(leftovers.isEmpty)
-
-        // Bad requests get clear errors.
-        let noPeer = try a.cli(["send", file, "--to", "nobody"])
-        #expect(noPeer.status != 0)
-        #expect(noPeer.stderr.contains("no peer matches 'nobody'"))
-        #expect(noPeer.stderr.contains(b.id))
-        let noFile = try a.cli(["send", "\(work)/missing.bin", "--to", b.id])
-        #expect(noFile.status != 0)
-        #expect(noFile.stderr.contains("does not exist"))
-    }
-
-    @Test func anInterruptedTransferResumesFromWhatArrived() throws {
-        let work = Fixtures.temporaryDirectory()
-        let plugins = try BuiltinHost.pluginsDirectory(in: work, serviceType: BuiltinHost.serviceType())
-        var (a, b) = try BuiltinHost.pair(work: work, plugins: plugins)
-        defer {
-            _ = a.kill()
-            _ = b.kill()
-        }
-        let file = "\(work)/movie.bin"
-        try writeRandomFile(file, bytes: 24 << 20)
-        // Slow the sender down so it can be killed halfway.
-        #expect(try a.cli(["plugins", "call", "file-transfer", "set-rate-limit", "\(4 << 20)"]).stdout.contains("true"))
-        let sending = try BackgroundCLI(["send", file, "--to", b.id, "--socket", a.socket], limit: 60)
-        // Wait (on the file system, with a deadline) until some of it has arrived.
-        let partial = try #require(try waitForPartial(in: b.receiveDirectory, atLeast: 2 << 20))
-        #expect(a.kill(SIGKILL) != 0)
-        _ = sending.process.waitUntilExitOrKill()
-        try b.waitFor("failed: the connection was lost")
-        let kept = try #require(try FileManager.default.attributesOfItem(atPath: partial)[.size] as? Int)
-        #expect(kept > 0 && kept < 24 << 20)
-
-        // The same host (same id) comes back and sends again: only the rest travels.
-        a = try BuiltinHost(name: "aiko", work: work, plugins: plugins, id: a.id)
-        try a.waitFor("peer found: \(b.id)")
-        let resumed = try a.cli(["send", file, "--to", b.id])
-        #expect(resumed.status == 0, "\(resumed.stderr)")
-        let match = resumed.stdout.firstMatch(of: /resumed from (\d+) bytes/)
-        let from = try #require(match.flatMap { Int($0.1) })
-        #expect(from >= kept - (256 << 10) && from <= kept)
-        #expect(FileManager.default.contentsEqual(atPath: file, andPath: "\(b.receiveDirectory)/movie.bin"))
-        #expect(!FileManager.default.fileExists(atPath: partial))
-    }
-
-    @Test func aReceiverThatAsksAcceptsOrRefusesEachOffer() throws {
-        let work = Fixtures.temporaryDirectory()
-        let plugins = try BuiltinHost.pluginsDirectory(in: work, serviceType: BuiltinHost.serviceType())
-        let a = try BuiltinHost(name: "aiko", work: work, plugins: plugins)
-        let b = try BuiltinHost(name: "bo", work: work, plugins: plugins, arguments: ["--accept", "ask"])
-        defer {
-            _ = a.kill()
-            _ = b.kill()
-        }
-        try a.waitFor("peer found: \(b.id)")
-        let file = "\(work)/letter.txt"
-        try Data("dear bo".utf8).write(to: URL(fileURLWithPath: file))
-
-        for accept in [true, false] {
-            let sending = try BackgroundCLI(["send", file, "--to", b.id, "--socket", a.socket], limit: 60)
-            let offered = try b.waitFor("offered by \(a.id)").last ?? ""
-            let id = try #require(offered.firstMatch(of: /transfer (\S+) offered/).map { String($0.1) })
-            #expect(try b.cli(["plugins", "call", "file-transfer", "pending"]).stdout.contains("\(id): letter.txt from \(a.id)"))
-            #expect(try b.cli(["plugins", "call", "file-transfer", accept ? "accept" : "refuse", id]).stdout.contains("true"))
-            let result = sending.waitForLine(containing: accept ? "verified by the peer" : "refused")
-            #expect(result.last?.contains(accept ? "verified by the peer" : "refused the transfer: not accepted on the receiving host") == true, "\(result)")
-            #expect(sending.process.waitUntilExitOrKill() == (accept ? 0 : 1))
-        }
-        #expect(FileManager.default.contentsEqual(atPath: file, andPath: "\(b.receiveDirectory)/letter.txt"))
-        // An answer to no offer is refused.
-        #expect(try b.cli(["plugins", "call", "file-transfer", "accept", "nothing-1"]).stdout.contains("false"))
-    }
-
-    /// Polls the receive directory (with a deadline) for a partial file of `bytes` or more.
-    func waitForPartial(in directory: String, atLeast bytes: Int) throws -> String? {
-        let deadline = Date(timeIntervalSinceNow: 30)
-        while Date() < deadline {
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.contains("kizuna-partial") {
-                let path = "\(directory)/\(name)"
-                if let size = try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int, size >= bytes { return path }
+        @Test func hostsDiscoverEachOtherAndSendAFileAndATree() throws {
+            let (work, a, b) = try startPair()
+            defer {
+                _ = a.kill()
+                _ = b.kill()
             }
-            usleep(20_000)
-        }
-        return nil
-    }
+            let peers = try a.cli(["peers", "--json"])
+            #expect(peers.status == 0, "\(peers.stderr)")
+            let listed = try JSONDecoder().decode([Peer].self, from: Data(peers.stdout.utf8))
+            let bo = try #require(listed.first { $0.id.rawValue == b.id })
+            #expect(bo.name == "bo")
+            #expect(bo.services.contains("file-transfer") && bo.services.contains("streaming"))
+            #expect(bo.addresses.first?.host == "127.0.0.1")
 
-    @Test func namesThatWouldEscapeTheReceiveDirectoryAreRefused() throws {
-        let (work, a, b) = try startPair()
-        defer {
-            _ = a.kill()
-            _ = b.kill()
-        }
-        let peers = try JSONDecoder().decode([Peer].self, from: Data(try a.cli(["peers", "--json"]).stdout.utf8))
-        let port = try #require(peers.first { $0.id.rawValue == b.id }?.addresses.first?.port)
-        let outside = "\(work)/outside"
-        try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
-        try FileManager.default.createDirectory(atPath: b.receiveDirectory, withIntermediateDirectories: true)
-        try FileManager.default.createSymbolicLink(atPath: "\(b.receiveDirectory)/elsewhere", withDestinationPath: outside)
+            // A large file, checked byte for byte.
+            let file = "\(work)/large.bin"
+            try writeRandomFile(file, bytes: 48 << 20)
+            let sent = try a.cli(["send", file, "--to", b.id])
+            #expect(sent.status == 0, "\(sent.stderr)")
+            #expect(sent.stdout.contains("verified by the peer"))
+            #expect(FileManager.default.contentsEqual(atPath: file, andPath: "\(b.receiveDirectory)/large.bin"))
 
-        func offer(_ path: String) throws -> (answer: [String: Any]?, client: RawTransportClient) {
-            let client = try RawTransportClient(port: port)
-            client.sendJSON(["kizuna": 1, "id": "mallory", "name": "mallory", "service": "file-transfer"])
-            let reply = client.receiveJSON()
-            #expect(reply?["error"] == nil)
-            client.sendJSON(["type": "offer", "id": "evil-\(path.count)", "name": "x", "files": [["path": path, "size": 4, "modified": 0]], "total": 4], typeByte: 1)
-            return (client.receiveJSON(typeByte: true), client)
-        }
-        for path in ["../escape.txt", "a/../../escape.txt", "/tmp/escape.txt", "./x", "a//b"] {
-            let (answer, _) = try offer(path)
-            #expect(answer?["accept"] as? Bool == false, "\(path)")
-            #expect((answer?["reason"] as? String)?.contains("would leave the receive directory") == true, "\(path)")
-        }
-        // A name through a link in the receive directory passes the name check but is
-        // refused when the receiver gets to it; nothing is written outside.
-        let (answer, client) = try offer("elsewhere/planted.txt")
-        #expect(answer?["accept"] as? Bool == true)
-        client.sendJSON(["type": "file", "index": 0], typeByte: 1)
-        let failure = client.receiveJSON(typeByte: true)  // the receiver says why, then hangs up
-        #expect(failure?["type"] as? String == "error")
-        #expect((failure?["reason"] as? String)?.contains("names must not lead through links") == true)
-        #expect(client.receive() == nil)
-        #expect(try FileManager.default.contentsOfDirectory(atPath: outside).isEmpty)
-        try b.waitFor("names must not lead through links")
-        #expect(!FileManager.default.fileExists(atPath: "\(work)/escape.txt"))
-        #expect(!FileManager.default.fileExists(atPath: "/tmp/escape.txt"))
-        // The host serves on.
-        let file = "\(work)/after.txt"
-        try Data("still here".utf8).write(to: URL(fileURLWithPath: file))
-        #expect(try a.cli(["send", file, "--to", b.id]).status == 0)
-    }
+            // A tree, with nested folders; sent by the peer's name.
+            let tree = "\(work)/album"
+            try FileManager.default.createDirectory(atPath: "\(tree)/2026/summer", withIntermediateDirectories: true)
+            try Data("one".utf8).write(to: URL(fileURLWithPath: "\(tree)/cover.txt"))
+            try writeRandomFile("\(tree)/2026/summer/beach.raw", bytes: 3 << 20)
+            try Data().write(to: URL(fileURLWithPath: "\(tree)/2026/empty.txt"))
+            try FileManager.default.createDirectory(atPath: "\(tree)/drafts/unsorted", withIntermediateDirectories: true)
+            let sentTree = try a.cli(["send", tree, "--to", "bo"])
+            #expect(sentTree.status == 0, "\(sentTree.stderr)")
+            for relative in ["cover.txt", "2026/summer/beach.raw", "2026/empty.txt"] {
+                #expect(FileManager.default.contentsEqual(atPath: "\(tree)/\(relative)", andPath: "\(b.receiveDirectory)/album/\(relative)"), "\(relative)")
+            }
+            var isFolder: ObjCBool = false
+            #expect(FileManager.default.fileExists(atPath: "\(b.receiveDirectory)/album/drafts/unsorted", isDirectory: &isFolder) && isFolder.boolValue)
+            // Nothing is left under a temporary name.
+            let leftovers = FileManager.default.enumerator(atPath: b.receiveDirectory)!.compactMap { $0 as? String }.filter { $0.contains("kizuna-partial") }
+            #expect(leftovers.isEmpty)
 
-    @Test func aStreamArrivesInOrderAndASlowViewerDropsOldFrames() throws {
-        let (work, a, b) = try startPair()
-        defer {
-            _ = a.kill()
-            _ = b.kill()
+            // Bad requests get clear errors.
+            let noPeer = try a.cli(["send", file, "--to", "nobody"])
+            #expect(noPeer.status != 0)
+            #expect(noPeer.stderr.contains("no peer matches 'nobody'"))
+            #expect(noPeer.stderr.contains(b.id))
+            let noFile = try a.cli(["send", "\(work)/missing.bin", "--to", b.id])
+            #expect(noFile.status != 0)
+            #expect(noFile.stderr.contains("does not exist"))
         }
-        // A viewer that keeps up gets every frame, in order.
-        let clip = "\(work)/clip.bin"
-        try writeRandomFile(clip, bytes: 300 * 1024)
-        let watched = "\(work)/watched.bin"
-        let viewer = try BackgroundCLI(["watch", "--output", watched, "--socket", b.socket], limit: 60)
-        _ = viewer.waitForLine(containing: "waiting for a stream")
-        let streamed = try a.cli(["stream", "--to", b.id, "--frame-bytes", "1024", "--fps", "200", clip])
-        #expect(streamed.status == 0, "\(streamed.stderr)")
-        #expect(streamed.stderr.contains("streamed 300 frames"))
-        let report = viewer.waitForLine(containing: "ended:").last ?? ""
-        #expect(report.contains("300 frames, 0 dropped"), "\(report)")
-        #expect(FileManager.default.contentsEqual(atPath: clip, andPath: watched))
-        try a.waitFor("stream \(a.id.prefix(8))-s1 ended")
 
-        // A viewer that does not read: its frames pile up in no buffer; it misses the
-        // oldest ones and is told how many, and the stream is never held up.
-        let slow = SlowViewer(socket: b.socket)
-        let burst = "\(work)/burst.bin"
-        try writeRandomFile(burst, bytes: 2000 * 16384)
-        let fast = try a.cli(["stream", "--to", b.id, "--frame-bytes", "16384", burst])
-        #expect(fast.status == 0, "\(fast.stderr)")
-        let (frames, dropped) = try #require(slow.drain())
-        #expect(dropped > 0)
-        #expect(frames + dropped == 2000)
+        @Test func anInterruptedTransferResumesFromWhatArrived() throws {
+            let work = Fixtures.temporaryDirectory()
+            let plugins = try BuiltinHost.pluginsDirectory(in: work, serviceType: BuiltinHost.serviceType())
+            var (a, b) = try BuiltinHost.pair(work: work, plugins: plugins)
+            defer {
+                _ = a.kill()
+                _ = b.kill()
+            }
+            let file = "\(work)/movie.bin"
+            try writeRandomFile(file, bytes: 24 << 20)
+            // Slow the sender down so it can be killed halfway.
+            #expect(try a.cli(["plugins", "call", "file-transfer", "set-rate-limit", "\(4 << 20)"]).stdout.contains("true"))
+            let sending = try BackgroundCLI(["send", file, "--to", b.id, "--socket", a.socket], limit: 60)
+            // Wait (on the file system, with a deadline) until some of it has arrived.
+            let partial = try #require(try waitForPartial(in: b.receiveDirectory, atLeast: 2 << 20))
+            #expect(a.kill(SIGKILL) != 0)
+            _ = sending.process.waitUntilExitOrKill()
+            try b.waitFor("failed: the connection was lost")
+            let kept = try #require(try FileManager.default.attributesOfItem(atPath: partial)[.size] as? Int)
+            #expect(kept > 0 && kept < 24 << 20)
+
+            // The same host (same id) comes back and sends again: only the rest travels.
+            a = try BuiltinHost(name: "aiko", work: work, plugins: plugins, id: a.id)
+            try a.waitFor("peer found: \(b.id)")
+            let resumed = try a.cli(["send", file, "--to", b.id])
+            #expect(resumed.status == 0, "\(resumed.stderr)")
+            let match = resumed.stdout.firstMatch(of: /resumed from (\d+) bytes/)
+            let from = try #require(match.flatMap { Int($0.1) })
+            #expect(from >= kept - (256 << 10) && from <= kept)
+            #expect(FileManager.default.contentsEqual(atPath: file, andPath: "\(b.receiveDirectory)/movie.bin"))
+            #expect(!FileManager.default.fileExists(atPath: partial))
+        }
+
+        @Test func aReceiverThatAsksAcceptsOrRefusesEachOffer() throws {
+            let work = Fixtures.temporaryDirectory()
+            let plugins = try BuiltinHost.pluginsDirectory(in: work, serviceType: BuiltinHost.serviceType())
+            let a = try BuiltinHost(name: "aiko", work: work, plugins: plugins)
+            let b = try BuiltinHost(name: "bo", work: work, plugins: plugins, arguments: ["--accept", "ask"])
+            defer {
+                _ = a.kill()
+                _ = b.kill()
+            }
+            try a.waitFor("peer found: \(b.id)")
+            let file = "\(work)/letter.txt"
+            try Data("dear bo".utf8).write(to: URL(fileURLWithPath: file))
+
+            for accept in [true, false] {
+                let sending = try BackgroundCLI(["send", file, "--to", b.id, "--socket", a.socket], limit: 60)
+                let offered = try b.waitFor("offered by \(a.id)").last ?? ""
+                let id = try #require(offered.firstMatch(of: /transfer (\S+) offered/).map { String($0.1) })
+                #expect(try b.cli(["plugins", "call", "file-transfer", "pending"]).stdout.contains("\(id): letter.txt from \(a.id)"))
+                #expect(try b.cli(["plugins", "call", "file-transfer", accept ? "accept" : "refuse", id]).stdout.contains("true"))
+                let result = sending.waitForLine(containing: accept ? "verified by the peer" : "refused")
+                #expect(result.last?.contains(accept ? "verified by the peer" : "refused the transfer: not accepted on the receiving host") == true, "\(result)")
+                #expect(sending.process.waitUntilExitOrKill() == (accept ? 0 : 1))
+            }
+            #expect(FileManager.default.contentsEqual(atPath: file, andPath: "\(b.receiveDirectory)/letter.txt"))
+            // An answer to no offer is refused.
+            #expect(try b.cli(["plugins", "call", "file-transfer", "accept", "nothing-1"]).stdout.contains("false"))
+        }
+
+        /// Polls the receive directory (with a deadline) for a partial file of `bytes` or more.
+        func waitForPartial(in directory: String, atLeast bytes: Int) throws -> String? {
+            let deadline = Date(timeIntervalSinceNow: 30)
+            while Date() < deadline {
+                for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.contains("kizuna-partial") {
+                    let path = "\(directory)/\(name)"
+                    if let size = try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int, size >= bytes { return path }
+                }
+                usleep(20_000)
+            }
+            return nil
+        }
+
+        @Test func namesThatWouldEscapeTheReceiveDirectoryAreRefused() throws {
+            let (work, a, b) = try startPair()
+            defer {
+                _ = a.kill()
+                _ = b.kill()
+            }
+            let peers = try JSONDecoder().decode([Peer].self, from: Data(try a.cli(["peers", "--json"]).stdout.utf8))
+            let port = try #require(peers.first { $0.id.rawValue == b.id }?.addresses.first?.port)
+            let outside = "\(work)/outside"
+            try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: b.receiveDirectory, withIntermediateDirectories: true)
+            try FileManager.default.createSymbolicLink(atPath: "\(b.receiveDirectory)/elsewhere", withDestinationPath: outside)
+
+            func offer(_ path: String) throws -> (answer: [String: Any]?, client: RawTransportClient) {
+                let client = try RawTransportClient(port: port)
+                client.sendJSON(["kizuna": 1, "id": "mallory", "name": "mallory", "service": "file-transfer"])
+                let reply = client.receiveJSON()
+                #expect(reply?["error"] == nil)
+                client.sendJSON(["type": "offer", "id": "evil-\(path.count)", "name": "x", "files": [["path": path, "size": 4, "modified": 0]], "total": 4], typeByte: 1)
+                return (client.receiveJSON(typeByte: true), client)
+            }
+            for path in ["../escape.txt", "a/../../escape.txt", "/tmp/escape.txt", "./x", "a//b"] {
+                let (answer, _) = try offer(path)
+                #expect(answer?["accept"] as? Bool == false, "\(path)")
+                #expect((answer?["reason"] as? String)?.contains("must be relative and stay beneath the receive directory") == true, "\(path)")
+            }
+            // A name through a link in the receive directory passes the name check but is
+            // refused when the receiver gets to it; nothing is written outside.
+            let (answer, client) = try offer("elsewhere/planted.txt")
+            #expect(answer?["accept"] as? Bool == true)
+            client.sendJSON(["type": "file", "index": 0], typeByte: 1)
+            let failure = client.receiveJSON(typeByte: true)  // the receiver says why, then hangs up
+            #expect(failure?["type"] as? String == "error")
+            #expect((failure?["reason"] as? String)?.contains("names must not lead through links") == true)
+            #expect(client.receive() == nil)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: outside).isEmpty)
+            try b.waitFor("names must not lead through links")
+            #expect(!FileManager.default.fileExists(atPath: "\(work)/escape.txt"))
+            #expect(!FileManager.default.fileExists(atPath: "/tmp/escape.txt"))
+            // The host serves on.
+            let file = "\(work)/after.txt"
+            try Data("still here".utf8).write(to: URL(fileURLWithPath: file))
+            #expect(try a.cli(["send", file, "--to", b.id]).status == 0)
+        }
+
+        @Test func aStreamArrivesInOrderAndASlowViewerDropsOldFrames() throws {
+            let (work, a, b) = try startPair()
+            defer {
+                _ = a.kill()
+                _ = b.kill()
+            }
+            // A viewer that keeps up gets every frame, in order.
+            let clip = "\(work)/clip.bin"
+            try writeRandomFile(clip, bytes: 300 * 1024)
+            let watched = "\(work)/watched.bin"
+            let viewer = try BackgroundCLI(["watch", "--output", watched, "--socket", b.socket], limit: 60)
+            _ = viewer.waitForLine(containing: "waiting for a stream")
+            let streamed = try a.cli(["stream", "--to", b.id, "--frame-bytes", "1024", "--fps", "200", clip])
+            #expect(streamed.status == 0, "\(streamed.stderr)")
+            #expect(streamed.stderr.contains("streamed 300 frames"))
+            let report = viewer.waitForLine(containing: "ended:").last ?? ""
+            #expect(report.contains("300 frames, 0 dropped"), "\(report)")
+            #expect(FileManager.default.contentsEqual(atPath: clip, andPath: watched))
+            try a.waitFor("stream \(a.id.prefix(8))-s1 ended")
+
+            // A viewer that does not read: its frames pile up in no buffer; it misses the
+            // oldest ones and is told how many, and the stream is never held up.
+            let slow = SlowViewer(socket: b.socket)
+            let burst = "\(work)/burst.bin"
+            try writeRandomFile(burst, bytes: 2000 * 16384)
+            let fast = try a.cli(["stream", "--to", b.id, "--frame-bytes", "16384", burst])
+            #expect(fast.status == 0, "\(fast.stderr)")
+            let (frames, dropped) = try #require(slow.drain())
+            #expect(dropped > 0)
+            #expect(frames + dropped == 2000)
+        }
     }
 }
 
