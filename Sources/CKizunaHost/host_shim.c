@@ -3,6 +3,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -70,4 +71,45 @@ const char *kizuna_image_containing(const void *address) {
     Dl_info info;
     if (dladdr(address, &info) == 0) return NULL;
     return info.dli_fname;
+}
+
+// The fuzzer's crash report: async-signal-safe (write, sigaction, raise only).
+static int fuzz_report_fd = -1;
+static const void *volatile fuzz_input = 0;
+static volatile unsigned long fuzz_input_count = 0;
+
+static void fuzz_crashed(int signal_number) {
+    if (fuzz_report_fd >= 0 && fuzz_input != 0) {
+        const char *bytes = (const char *)fuzz_input;
+        unsigned long left = fuzz_input_count;
+        while (left > 0) {
+            ssize_t written = write(fuzz_report_fd, bytes, left);
+            if (written <= 0) break;
+            bytes += written;
+            left -= (unsigned long)written;
+        }
+    }
+    struct sigaction fallback;
+    memset(&fallback, 0, sizeof(fallback));
+    fallback.sa_handler = SIG_DFL;
+    sigaction(signal_number, &fallback, 0);
+    raise(signal_number);
+}
+
+int kizuna_fuzz_arm_crash_report(int fd) {
+    fuzz_report_fd = fd;
+    struct sigaction action;
+    memset(&action, 0, sizeof(action));
+    action.sa_handler = fuzz_crashed;
+    action.sa_flags = SA_RESETHAND | SA_NODEFER;
+    int signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGTRAP, SIGFPE, SIGABRT};
+    for (unsigned i = 0; i < sizeof(signals) / sizeof(signals[0]); i++) {
+        if (sigaction(signals[i], &action, 0) != 0) return -errno;
+    }
+    return 0;
+}
+
+void kizuna_fuzz_set_input(const void *bytes, unsigned long count) {
+    fuzz_input = bytes;
+    fuzz_input_count = count;
 }

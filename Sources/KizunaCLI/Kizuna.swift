@@ -11,7 +11,7 @@ struct Kizuna: AsyncParsableCommand {
         abstract: "Connect nearby devices: a plugin host for discovery, transport, file transfer and streaming.",
         subcommands: [
             Run.self, Peers.self, Send.self, Stream.self, Watch.self, Plugins.self, Status.self, Events.self, ConformanceCommand.self,
-            ConformanceCheckCommand.self, PluginCommand.self, Demo.self,
+            ConformanceCheckCommand.self, PluginCommand.self, Demo.self, FuzzCommand.self,
         ])
 }
 

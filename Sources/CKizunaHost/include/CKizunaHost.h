@@ -21,4 +21,12 @@ int kizuna_unix_connect(const char *path);
 /// or NULL (dladdr, which Glibc's Swift module does not expose).
 const char *kizuna_image_containing(const void *address);
 
+/// For the fuzzer: on a crash (SIGSEGV, SIGBUS, SIGILL, SIGTRAP, SIGFPE, SIGABRT), writes
+/// the input last given to `kizuna_fuzz_set_input` to `fd`, then dies of the signal as it
+/// would have. Returns 0, or -errno.
+int kizuna_fuzz_arm_crash_report(int fd);
+
+/// The input being tried now (kept by pointer; it must live until the next call).
+void kizuna_fuzz_set_input(const void *bytes, unsigned long count);
+
 #endif
