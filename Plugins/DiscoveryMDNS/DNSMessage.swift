@@ -230,7 +230,7 @@ extension [UInt8] {
 
     mutating func appendName(_ name: DNSName) {
         for label in name.labels {
-            let bytes = Array(label.utf8.prefix(63))
+            let bytes = utf8Prefix(label, maxBytes: 63)
             append(UInt8(bytes.count))
             append(contentsOf: bytes)
         }
@@ -253,7 +253,7 @@ extension [UInt8] {
             data.appendName(target)
         case .txt(let entries):
             for (key, value) in entries.sorted(by: { $0.key < $1.key }) {
-                let entry = Array("\(key)=\(value)".utf8.prefix(255))
+                let entry = utf8Prefix("\(key)=\(value)", maxBytes: 255)
                 data.append(UInt8(entry.count))
                 data.append(contentsOf: entry)
             }
@@ -263,4 +263,18 @@ extension [UInt8] {
         appendU16(UInt16(data.count))
         append(contentsOf: data)
     }
+}
+
+/// The UTF-8 bytes of the longest prefix of `text` that fits in `maxBytes` and ends on a
+/// character boundary (a DNS label holds 63 bytes, a TXT entry 255): never half a
+/// character.
+func utf8Prefix(_ text: String, maxBytes: Int) -> [UInt8] {
+    guard text.utf8.count > maxBytes else { return Array(text.utf8) }
+    var bytes: [UInt8] = []
+    for character in text {
+        let encoded = Array(character.utf8)
+        guard bytes.count + encoded.count <= maxBytes else { break }
+        bytes += encoded
+    }
+    return bytes
 }

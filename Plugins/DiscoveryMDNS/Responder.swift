@@ -53,7 +53,10 @@ final class Responder: Sendable {
         self.port = port
         self.peers = peers
         let id = context.host.id.rawValue
-        let label = String("\(context.host.name)-\(id.prefix(8))".utf8.prefix(63))!
+        // The name is cut to the 63 bytes a label holds, on a character boundary, keeping
+        // the id's prefix that tells hosts of the same name apart.
+        let suffix = "-\(id.prefix(8))"
+        let label = String(decoding: utf8Prefix(context.host.name, maxBytes: 63 - suffix.utf8.count), as: UTF8.self) + suffix
         instanceName = options.serviceType.prepending(label)
         hostTarget = DNSName(["kizuna-\(id)", "local"])
         interfaceAddress = ipv4Value(options.interface)

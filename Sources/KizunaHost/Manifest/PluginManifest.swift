@@ -86,7 +86,7 @@ public struct PluginManifest: Sendable, Hashable {
         guard fd >= 0 else {
             let code = errno
             let fix = code == ENOENT ? "check the path" : code == EACCES ? "make it readable by this user" : "check that it is a readable file"
-            throw ManifestError(file: path, message: "cannot open the manifest (\(String(cString: strerror(code)))); \(fix)")
+            throw ManifestError(file: path, message: "cannot read the manifest (\(String(cString: strerror(code)))); \(fix)")
         }
         defer { close(fd) }
         var status = stat()
