@@ -23,8 +23,13 @@ extension ProcessSuites {
                 self.accept = accept
                 let plugins = try BuiltinHost.pluginsDirectory(in: work, serviceType: BuiltinHost.serviceType())
                 let manifest = "\(plugins)/tcp-transport.toml"
-                let text = try String(contentsOfFile: manifest, encoding: .utf8).replacingOccurrences(of: "[settings]\n", with: "[settings]\n\(transport)\n")
-                try text.write(toFile: manifest, atomically: true, encoding: .utf8)
+                // Each `key = value` of `transport` replaces the manifest's own line for the key.
+                var lines = try String(contentsOfFile: manifest, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+                for setting in transport.split(separator: "\n") {
+                    let key = setting.split(separator: "=")[0].trimmingCharacters(in: .whitespaces)
+                    if let index = lines.firstIndex(where: { $0.hasPrefix("\(key) =") }) { lines[index] = String(setting) } else { lines.append(String(setting)) }
+                }
+                try lines.joined(separator: "\n").write(toFile: manifest, atomically: true, encoding: .utf8)
                 a = try BuiltinHost(name: "aiko", work: work, plugins: plugins)
                 b = try BuiltinHost(name: "bo", work: work, plugins: plugins, arguments: ["--accept", accept])
                 try a.waitFor("peer found: \(b.id)")
@@ -264,6 +269,51 @@ extension ProcessSuites {
             try network.expectServes()
         }
 
+        @Test func aFullDiskIsReportedAsSuchAndItsSpaceGivenBack() throws {
+            // The receive directory on a 4 MiB file system of its own.
+            let network = try Network()
+            defer { network.stop() }
+            let disk = network.b.receiveDirectory
+            try FileManager.default.createDirectory(atPath: disk, withIntermediateDirectories: true)
+            let mount = Process.run("/bin/mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", disk])
+            try #require(mount == 0, "cannot mount a tmpfs (the test needs root)")
+            defer { _ = Process.run("/bin/umount", ["-l", disk]) }
+
+            // An offer larger than the free space is refused before anything is written.
+            let (_, tooBig) = try network.offer([["path": "big.bin", "size": 8 << 20, "modified": 0]])
+            #expect(tooBig?["accept"] as? Bool == false)
+            #expect((tooBig?["reason"] as? String)?.contains("disk is too full") == true, "\(String(describing: tooBig))")
+
+            // One that fits when offered, but the disk fills while it arrives: the sender is
+            // told why, and the partial file is removed.
+            let (client, answer) = try network.offer([["path": "late.bin", "size": 3 << 20, "modified": 0]])
+            #expect(answer?["accept"] as? Bool == true)
+            try Data(count: 2 << 20).write(to: URL(fileURLWithPath: "\(disk)/filler.bin"))
+            client.sendJSON(["type": "file", "index": 0], typeByte: 1)
+            #expect(client.receiveJSON(typeByte: true)?["type"] as? String == "start")
+            for _ in 0..<12 { client.send([2] + [UInt8](repeating: 1, count: 256 << 10)) }
+            let failure = client.receiveJSON(typeByte: true)
+            #expect((failure?["reason"] as? String)?.contains("disk is full") == true, "\(String(describing: failure))")
+            let left = try FileManager.default.contentsOfDirectory(atPath: disk)
+            #expect(left == ["filler.bin"], "\(left)")
+
+            // With room again, the host receives.
+            try FileManager.default.removeItem(atPath: "\(disk)/filler.bin")
+            try network.expectServes()
+        }
+
+        @Test func aLongNonASCIINameIsCutOnACharacterBoundary() throws {
+            let work = Fixtures.temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: work) }
+            let plugins = try BuiltinHost.pluginsDirectory(in: work, serviceType: BuiltinHost.serviceType())
+            let name = String(repeating: "ü", count: 40) + "の端末"
+            let host = try BackgroundCLI(["run", "--plugins-dir", plugins, "--socket", "\(work)/h.sock", "--receive-dir", "\(work)/in", "--name", name, "--id", "long-1"])
+            let lines = host.waitForLine(containing: "host running")
+            #expect(lines.last?.contains("host running") == true, "\(lines.suffix(20))")
+            #expect(try CLI.run(["plugins", "info", "mdns-discovery", "--socket", "\(work)/h.sock"]).stdout.contains("running"))
+            _ = host.terminate()
+        }
+
         @Test func aStreamFrameNumberedAtTheLimitDoesNotTrap() throws {
             let network = try Network()
             defer { network.stop() }
@@ -281,6 +331,18 @@ extension ProcessSuites {
             #expect(try network.b.cli(["status"]).status == 0)
             try network.expectServes()
         }
+    }
+}
+
+extension Process {
+    /// Runs `executable` with `arguments` to the end; its exit status.
+    static func run(_ executable: String, _ arguments: [String]) -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        guard (try? process.run()) != nil else { return -1 }
+        process.waitUntilExit()
+        return process.terminationStatus
     }
 }
 
