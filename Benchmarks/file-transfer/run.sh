@@ -28,14 +28,15 @@ done
 head -c $((mib << 20)) /dev/urandom > "$work/payload.bin"
 bytes=$((mib << 20))
 
-start_host() { # NAME
+# Not run in $(…): a subshell's pids+= would be lost, and cleanup would kill nothing.
+start_host() { # NAME; sets started to the host's pid
   $bin/kizuna run --plugins-dir "$work/plugins" --socket "$work/$1.sock" --receive-dir "$work/$1-in" --accept auto \
     --name "$1" --id "$1" --quiet > "$work/$1.log" 2>&1 &
-  pids+=($!)
-  echo $!
+  started=$!
+  pids+=("$started")
 }
-a=$(start_host aiko)
-b=$(start_host bo)
+start_host aiko; a=$started
+start_host bo; b=$started
 for _ in $(seq 300); do
   $bin/kizuna peers --json --socket "$work/aiko.sock" 2>/dev/null | grep -q '"bo"' && break
   sleep 0.1
@@ -49,14 +50,16 @@ port=$((20000 + RANDOM % 20000))
 for round in $(seq "$rounds"); do
   # iperf3: the same byte count over one loopback TCP connection, memory to memory.
   iperf3 -s -1 -p $port > /dev/null 2>&1 &
+  server=$!
   sleep 0.3
   iperf=$(iperf3 -c 127.0.0.1 -p $port -n ${mib}M -J | python3 -c "import json,sys; print(round(json.load(sys.stdin)['end']['sum_received']['bits_per_second'] / 8 / 1048576))")
-  wait
+  wait "$server"  # (only it: the hosts are jobs of this shell too)
   # A plain socket copy: the file over one connection into a file.
   rm -f "$work/copy.bin"
   python3 Benchmarks/file-transfer/socket_copy.py receive $port "$work/copy.bin" > "$work/copy.log" &
+  receiver=$!
   until grep -q READY "$work/copy.log" 2>/dev/null; do sleep 0.05; done
-  t0=$(now); python3 Benchmarks/file-transfer/socket_copy.py send $port "$work/payload.bin"; wait; t1=$(now)
+  t0=$(now); python3 Benchmarks/file-transfer/socket_copy.py send $port "$work/payload.bin"; wait "$receiver"; t1=$(now)
   copy=$(rate "$t0" "$t1")
   # Kizuna: host to host, chunked, backpressured, SHA-256 verified, renamed into place.
   rm -rf "$work/bo-in"

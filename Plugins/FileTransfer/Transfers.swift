@@ -1,3 +1,4 @@
+import CKizunaFiles
 import Crypto
 import Foundation
 import Glibc
@@ -6,6 +7,8 @@ import Synchronization
 
 /// How often progress is reported: every this many bytes, and at the end.
 private let progressStep: Int64 = 8 << 20
+/// A receiver starts writing received data to disk every this many bytes.
+private let writebackStep: Int64 = 8 << 20
 
 /// Sends one file or tree over a fresh connection.
 struct Sender {
@@ -246,6 +249,9 @@ struct Receiver {
             try await connection.send(Wire.encode(start))
 
             var written = offset
+            // Data is handed to the disk as it arrives, so the fsync before 'verified'
+            // waits for the last few megabytes only, not the whole file.
+            var handedToDisk = offset
             receiving: while true {
                 switch try await Wire.receive(from: connection) {
                 case .data(let chunk):
@@ -259,6 +265,10 @@ struct Receiver {
                     }
                     hasher.update(data: chunk)
                     written += Int64(chunk.count)
+                    if written - handedToDisk >= writebackStep {
+                        _ = kizuna_start_writeback(output.fd, handedToDisk, written - handedToDisk)
+                        handedToDisk = written
+                    }
                     progress.bytesDone += Int64(chunk.count)
                     if progress.bytesDone - reported >= progressStep {
                         reported = progress.bytesDone

@@ -58,7 +58,7 @@ final class TCPConnection: Connection {
 
     /// Closes the connection once nothing has gone either way for `timeout`, so that a peer
     /// cannot keep it, and what it holds, for ever by saying nothing.
-    fileprivate func enforceIdleDeadline(_ timeout: TimeAmount) {
+    fileprivate func enforceIdleDeadline(_ timeout: TimeAmount, counting admission: Admission?) {
         let check = TimeAmount.nanoseconds(max(timeout.nanoseconds / 4, 250_000_000))
         let channel = channel
         let task = channel.eventLoop.scheduleRepeatedTask(initialDelay: check, delay: check) { [weak self] task in
@@ -66,6 +66,7 @@ final class TCPConnection: Connection {
             let idle = NIODeadline.now().uptimeNanoseconds &- lastActivity.load(ordering: .relaxed)
             guard idle >= UInt64(timeout.nanoseconds) else { return }
             failure.withLock { $0 = $0 ?? TransportError("the connection to \(peer) was closed after \(timeout.nanoseconds / 1_000_000_000) s without a message (setting 'idle-timeout-ms')") }
+            admission?.violations.add(1, ordering: .relaxed)
             task.cancel()
             channel.close(promise: nil)
         }
@@ -105,7 +106,7 @@ final class TCPConnection: Connection {
                                 deadline.cancel()
                                 let info = ConnectionInfo(id: server.registry.nextID(), peer: peer, service: service, inbound: inbound)
                                 let opened = TCPConnection(peer: peer, service: service, info: info, channel: raw, outbound: outbound, buffer: server.options.inboundBuffer)
-                                opened.enforceIdleDeadline(server.options.idleTimeout)
+                                opened.enforceIdleDeadline(server.options.idleTimeout, counting: inbound ? server.admission : nil)
                                 server.registry.add(opened)
                                 server.context.events.publish(.connectionUp(info))
                                 result.resume(returning: opened)
@@ -114,6 +115,11 @@ final class TCPConnection: Connection {
                             if connection == nil { throw TransportError("the peer closed the connection during the handshake") }
                         } catch {
                             deadline.cancel()
+                            // A broken handshake or an oversized message breaks the protocol; a
+                            // reset does not.
+                            if inbound, connection == nil || error is FramingError || error is ByteToMessageDecoderError {
+                                server.admission.violations.add(1, ordering: .relaxed)
+                            }
                             if let connection {
                                 connection.failure.withLock { $0 = $0 ?? TransportError("the connection to \(connection.peer) failed: \(error)") }
                             } else {

@@ -70,6 +70,8 @@ final class TCPTransport: TransportPlugin {
             let address = PeerAddress(host: options.listenHost, port: port)
             let running = Server(context: context, group: group, address: address, options: options, registry: registry, admission: admission)
             server.send(running)
+            activeAdmission.withLock { $0 = admission }
+            defer { activeAdmission.withLock { if $0 === admission { $0 = nil } } }
             context.ready()
             context.logger.info("listening", metadata: ["address": "\(address)"])
 
@@ -223,6 +225,23 @@ final class Admission: Sendable {
     }
 
     var refusedCount: UInt64 { open.withLock { $0.refused } }
+
+    /// Inbound connections closed for breaking the protocol: a bad or late handshake, a
+    /// message over the limit, an idle deadline.
+    let violations = Atomic<UInt64>(0)
+}
+
+/// The running transport's admission, for the actions.
+let activeAdmission = Mutex<Admission?>(nil)
+
+/// `refused-connections`: inbound connections refused over a cap since the transport started.
+@_cdecl("kizuna_tcp_refused_connections") public func kizunaTCPRefusedConnections() -> UInt64 {
+    activeAdmission.withLock { $0?.refusedCount } ?? 0
+}
+
+/// `violations`: inbound connections closed for breaking the protocol since the transport started.
+@_cdecl("kizuna_tcp_violations") public func kizunaTCPViolations() -> UInt64 {
+    activeAdmission.withLock { $0?.violations.load(ordering: .relaxed) } ?? 0
 }
 
 /// What went wrong in the transport, in words.

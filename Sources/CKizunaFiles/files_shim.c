@@ -13,3 +13,7 @@ int kizuna_rename_noreplace(int dirfd, const char *from, const char *to) {
     unlinkat(dirfd, from, 0);
     return 0;
 }
+
+int kizuna_start_writeback(int fd, long long offset, long long count) {
+    return sync_file_range(fd, offset, count, SYNC_FILE_RANGE_WRITE) == 0 ? 0 : -errno;
+}

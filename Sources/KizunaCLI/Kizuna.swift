@@ -246,6 +246,7 @@ struct Status: ParsableCommand {
             ("plugins", "\(status.pluginCount) (\(status.running) running, \(status.failed) failed)"),
             ("peers", "\(status.peers)"), ("connections", "\(status.connections)"), ("tasks", "\(status.tasksAlive)"),
             ("workers", "\(status.workerThreads) (queue \(status.workerQueueDepth))"), ("permits in use", "\(status.permitsInUse)"),
+            ("inbound refused", "\(status.refusedInbound) (no plugin could take them)"),
             ("control socket", status.controlSocket), ("sdk", status.sdkVersion), ("swift", status.swiftVersion),
         ])
     }

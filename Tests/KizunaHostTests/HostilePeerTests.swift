@@ -224,6 +224,8 @@ extension ProcessSuites {
                 #expect(client.receive() == nil, "a connection for \(service) stayed open")
                 held.append(client)
             }
+            let status = try JSONDecoder().decode(HostStatus.self, from: Data(try network.b.cli(["status", "--json"]).stdout.utf8))
+            #expect(status.refusedInbound == 40)
             #expect(try network.b.cli(["plugins", "reload", "tcp-transport"]).status == 0)
             #expect(try network.b.cli(["status"]).status == 0)
             held.removeAll()
@@ -249,6 +251,7 @@ extension ProcessSuites {
                 #expect(reply?["error"] != nil, "\(hello)")
                 #expect(client.receive() == nil)
             }
+            #expect(Int(try network.b.cli(["plugins", "call", "tcp-transport", "violations"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 >= 6)
             try network.expectServes()
         }
 
@@ -263,6 +266,7 @@ extension ProcessSuites {
             let fifth = try RawTransportClient(port: network.port)
             fifth.sendJSON(["kizuna": 1, "id": "m", "name": "m", "service": "file-transfer"])
             #expect(fifth.receive() == nil)
+            #expect(Int(try network.b.cli(["plugins", "call", "tcp-transport", "refused-connections"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 >= 1)
             held.removeAll()
             // Once they are gone, the host admits connections and serves again.
             try network.waitUntilAdmitted()

@@ -8,4 +8,9 @@
 /// Returns 0, or -errno.
 int kizuna_rename_noreplace(int dirfd, const char *from, const char *to);
 
+/// Starts writing `count` bytes of `fd` from `offset` to disk without waiting
+/// (sync_file_range with SYNC_FILE_RANGE_WRITE), so that the fsync at the end of a
+/// transfer finds little left to do. Returns 0, or -errno.
+int kizuna_start_writeback(int fd, long long offset, long long count);
+
 #endif

@@ -396,7 +396,7 @@ public actor KizunaHost {
             failed: plugins.values.filter { if case .failed = $0.state { true } else { false } }.count,
             peers: state.peers.count, connections: state.connections.count, tasksAlive: metrics.tasksAlive,
             workerThreads: metrics.workerThreads, workerQueueDepth: metrics.workerQueueDepth, permitsInUse: metrics.permitsInUse,
-            controlSocket: configuration.controlSocketPath, sdkVersion: SDKInfo.version, swiftVersion: SDKInfo.compilerVersion)
+            refusedInbound: refusedInbound, controlSocket: configuration.controlSocketPath, sdkVersion: SDKInfo.version, swiftVersion: SDKInfo.compilerVersion)
     }
 
     /// True once ``shutdown()`` has begun.

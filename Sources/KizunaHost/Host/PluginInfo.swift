@@ -65,6 +65,9 @@ public struct HostStatus: Sendable, Hashable, Codable {
     public var workerThreads: Int
     public var workerQueueDepth: Int
     public var permitsInUse: Int
+    /// Inbound connections the host closed because no running plugin could take them
+    /// (their service is served by nobody, or its plugin's queue was full).
+    public var refusedInbound: Int
     public var controlSocket: String
     public var sdkVersion: String
     public var swiftVersion: String
