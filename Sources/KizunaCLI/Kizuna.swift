@@ -30,6 +30,14 @@ struct SocketOption: ParsableArguments {
     }
 }
 
+/// A manifest path as the host must see it: relative paths are the caller's, so they are
+/// made absolute here, against this process's working directory, before they are sent
+/// (the host's own working directory is elsewhere). A plugin name passes unchanged.
+func resolvedManifestArgument(_ argument: String) -> String {
+    guard argument.contains("/") || argument.hasSuffix(".toml"), !argument.hasPrefix("/") else { return argument }
+    return URL(fileURLWithPath: argument, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath, isDirectory: true)).standardizedFileURL.path
+}
+
 /// A failure reported as one line on stderr with a non-zero exit code.
 struct CommandFailure: Error, CustomStringConvertible {
     let description: String
@@ -174,7 +182,8 @@ struct Plugins: ParsableCommand {
         @Argument(help: "A manifest path, or a plugin name found in the host's search directories.") var plugin: String
 
         func run() throws {
-            let info = try socket.send(ControlRequest(.load, plugin)).plugin!
+            let info = try socket.send(ControlRequest(.load, resolvedManifestArgument(plugin))).plugin!
+            if case .failed(let reason) = info.state { throw CommandFailure("\(info.name) was loaded but failed: \(reason)") }
             print("loaded \(info.name) (\(info.kind) \(info.version)): \(info.state)")
         }
     }

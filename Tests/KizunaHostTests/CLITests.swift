@@ -13,11 +13,12 @@ struct CLI {
         var stderr: String
     }
 
-    /// Runs `kizuna ARGUMENTS` to completion.
-    static func run(_ arguments: [String]) throws -> Outcome {
+    /// Runs `kizuna ARGUMENTS` to completion, in `directory` if one is given.
+    static func run(_ arguments: [String], in directory: String? = nil) throws -> Outcome {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         let output = Pipe(), errors = Pipe()
         process.standardOutput = output
         process.standardError = errors
@@ -137,6 +138,18 @@ extension ProcessSuites {
             #expect(reload.stdout.hasPrefix("reloaded memory from "))
             let unload = try CLI.run(["plugins", "unload", "files", "--socket", socket])
             #expect(unload.stdout == "unloaded files: stopped\n")
+
+            // A relative manifest path is the caller's, not the host's.
+            try FileManager.default.createDirectory(atPath: "\(directory)/elsewhere", withIntermediateDirectories: true)
+            Fixtures.writeManifest(in: "\(directory)/elsewhere", name: "seeker", kind: .discovery, library: "libFixtureDiscovery.so")
+            let relative = try CLI.run(["plugins", "load", "elsewhere/seeker.toml", "--socket", socket], in: directory)
+            #expect(relative.status == 0, "\(relative.stderr)")
+            #expect(relative.stdout == "loaded seeker (discovery 1.0.0): running\n")
+            // A load that ends failed says why and exits non-zero.
+            Fixtures.writeManifest(in: "\(directory)/elsewhere", name: "thrower", kind: .discovery, library: Fixtures.library("FixtureThrowing"))
+            let failed = try CLI.run(["plugins", "load", "./thrower.toml", "--socket", socket], in: "\(directory)/elsewhere")
+            #expect(failed.status != 0)
+            #expect(failed.stderr.contains("thrower was loaded but failed:"), "\(failed.stderr)")
 
             #expect(host.terminate() == 0)
             #expect(!FileManager.default.fileExists(atPath: socket))
