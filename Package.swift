@@ -21,10 +21,10 @@ let fixturePlugins = [
 /// manifest in manifests/. Only these link SwiftNIO and swift-crypto of their own; no type
 /// of those packages crosses the plugin boundary.
 let builtinPlugins: [(product: String, folder: String, dependencies: [Target.Dependency])] = [
-    ("KizunaTransportTCP", "TransportTCP", [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
-    ("KizunaDiscoveryMDNS", "DiscoveryMDNS", []),
-    ("KizunaFileTransfer", "FileTransfer", [.product(name: "Crypto", package: "swift-crypto"), "CKizunaFiles"]),
-    ("KizunaStreaming", "Streaming", []),
+    ("KizunaTransportTCP", "TransportTCP", [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"), "KizunaBuiltinSupport"]),
+    ("KizunaDiscoveryMDNS", "DiscoveryMDNS", ["KizunaBuiltinSupport"]),
+    ("KizunaFileTransfer", "FileTransfer", [.product(name: "Crypto", package: "swift-crypto"), "CKizunaFiles", "KizunaBuiltinSupport"]),
+    ("KizunaStreaming", "Streaming", ["KizunaBuiltinSupport"]),
 ]
 
 let package = Package(
@@ -46,6 +46,8 @@ let package = Package(
     targets: [
         .target(name: "CKizunaHost"),
         .target(name: "CKizunaFiles"),
+        // What the built-in plugins share (checking their settings); linked into each.
+        .target(name: "KizunaBuiltinSupport", dependencies: [sdk], path: "Plugins/Support"),
         .systemLibrary(name: "CFFI", pkgConfig: "libffi", providers: [.apt(["libffi-dev"])]),
         .target(
             name: "KizunaHost",

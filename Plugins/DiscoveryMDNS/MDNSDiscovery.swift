@@ -2,6 +2,7 @@
 // browses for the others. It speaks the protocol other implementations speak (Avahi,
 // Bonjour, python-zeroconf): PTR, SRV, TXT and A records, their TTLs, and a goodbye
 // (the same records with TTL 0) when it stops.
+import KizunaBuiltinSupport
 import KizunaSDK
 import Synchronization
 
@@ -64,7 +65,11 @@ struct Options: Sendable {
     var hostTTL: UInt32 = 120
     var otherTTL: UInt32 = 4500
 
+    static let schema = SettingsSchema(
+        plugin: "mdns-discovery", ["interface": .string, "port": .integer, "service-type": .string, "query-interval-seconds": .integer])
+
     init(_ settings: PluginSettings) throws(DiscoveryError) {
+        if let refusal = Self.schema.refusal(of: settings) { throw DiscoveryError(refusal) }
         if let interface = settings.string("interface") { self.interface = interface }
         if let port = settings.integer("port") {
             guard (1...65535).contains(port) else { throw DiscoveryError("setting 'port' is \(port); give a UDP port from 1 to 65535 (mDNS uses 5353)") }

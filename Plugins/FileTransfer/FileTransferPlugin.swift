@@ -3,6 +3,7 @@
 // receiver, written under a temporary name and renamed only once verified, and resumed
 // from what the receiver already has when a transfer is sent again after an interruption.
 import Foundation
+import KizunaBuiltinSupport
 import KizunaSDK
 import Synchronization
 
@@ -36,7 +37,15 @@ final class BuiltinFileTransfer: FileTransferPlugin {
 
         enum AcceptPolicy: String, Sendable { case auto, ask, refuse }
 
+        static let schema = SettingsSchema(
+            plugin: "file-transfer",
+            [
+                "receive-dir": .string, "accept": .string, "existing": .string, "chunk-bytes": .integer, "rate-limit-bytes-per-second": .integer,
+                "offer-timeout-seconds": .integer,
+            ])
+
         init(_ settings: PluginSettings) throws(TransferError) {
+            if let refusal = Self.schema.refusal(of: settings) { throw TransferError(refusal) }
             let home = ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory()
             receiveDirectory = settings.string("receive-dir").map { ($0 as NSString).expandingTildeInPath } ?? "\(home)/.kizuna/received"
             if let text = settings.string("accept") {

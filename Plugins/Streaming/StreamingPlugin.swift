@@ -13,6 +13,7 @@
 // (so at most their product in bytes), frames are kept only while someone watches, and
 // the window is released once the last viewer has gone.
 import Foundation
+import KizunaBuiltinSupport
 import KizunaSDK
 import Synchronization
 
@@ -37,7 +38,10 @@ final class BuiltinStreaming: StreamingPlugin {
         var maxFrameBytes = 256 << 10
         var windowFrames = 256
 
+        static let schema = SettingsSchema(plugin: "streaming", ["max-frame-bytes": .integer, "window-frames": .integer])
+
         init(_ settings: PluginSettings) throws(StreamError) {
+            if let refusal = Self.schema.refusal(of: settings) { throw StreamError(refusal) }
             if let bytes = settings.integer("max-frame-bytes") {
                 guard (1...(64 << 20)).contains(bytes) else { throw StreamError("setting 'max-frame-bytes' is \(bytes); give 1 to 67108864") }
                 maxFrameBytes = Int(bytes)

@@ -2,6 +2,7 @@
 // length, then the bytes). A connection starts with a handshake: the side that connects
 // sends a hello naming its host id and the service the connection is for, and the side
 // that accepts answers with its own id, or with the reason it refuses.
+import KizunaBuiltinSupport
 import KizunaSDK
 import NIOCore
 import NIOPosix
@@ -37,7 +38,15 @@ final class TCPTransport: TransportPlugin {
         var inboundBuffer = 2
 
         /// Reads the settings, refusing a value out of range with the setting's name and range.
+        static let schema = SettingsSchema(
+            plugin: "tcp-transport",
+            [
+                "listen-host": .string, "port": .integer, "threads": .integer, "max-message-bytes": .integer, "handshake-timeout-ms": .integer,
+                "connect-timeout-ms": .integer, "idle-timeout-ms": .integer, "max-connections": .integer, "max-connections-per-address": .integer,
+            ])
+
         init(_ settings: PluginSettings) throws(TransportError) {
+            if let refusal = Self.schema.refusal(of: settings) { throw TransportError(refusal) }
             func read(_ key: String, _ range: ClosedRange<Int64>) throws(TransportError) -> Int64? {
                 guard let value = settings.integer(key) else { return nil }
                 guard range.contains(value) else { throw TransportError("setting '\(key)' is \(value); give \(range.lowerBound) to \(range.upperBound)") }
