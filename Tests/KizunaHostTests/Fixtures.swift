@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import KizunaHost
 import KizunaSDK
 
@@ -13,12 +14,29 @@ enum Fixtures {
     /// The path of fixture library `name` (for example "FixtureDiscovery").
     static func library(_ name: String) -> String { "\(buildDirectory)/lib\(name).so" }
 
-    /// A fresh temporary folder.
+    /// A fresh temporary folder, inside this test run's own folder, which is removed when
+    /// the run exits, whether its tests passed or failed (and, if a run was killed, by
+    /// the next run).
     static func temporaryDirectory() -> String {
-        let path = NSTemporaryDirectory() + "kizuna-test-" + UUID().uuidString
+        let path = runDirectory + "/" + UUID().uuidString
         try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         return path
     }
+
+    /// `/tmp/kizuna-tests-PID`: everything the tests of this process make on disk.
+    static let runDirectory: String = {
+        let base = NSTemporaryDirectory()
+        // Folders of earlier runs whose process is gone (killed before it could clean up).
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? [] where name.hasPrefix("kizuna-tests-") {
+            if let pid = Int32(name.dropFirst("kizuna-tests-".count)), kill(pid, 0) != 0, errno == ESRCH {
+                try? FileManager.default.removeItem(atPath: base + name)
+            }
+        }
+        let path = base + "kizuna-tests-\(getpid())"
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        atexit { try? FileManager.default.removeItem(atPath: NSTemporaryDirectory() + "kizuna-tests-\(getpid())") }
+        return path
+    }()
 
     /// Writes a manifest for `library` into `directory` and returns its path.
     @discardableResult
