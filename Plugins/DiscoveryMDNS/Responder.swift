@@ -1,3 +1,4 @@
+import KizunaBuiltinSupport
 import KizunaSDK
 import Synchronization
 
@@ -207,10 +208,11 @@ final class Responder: Sendable {
                     continue
                 }
                 let text = instance.text?.value ?? [:]
-                let id = PeerID(text["id"] ?? name.labels[0])
+                // What a peer announces is shown to people: control characters escaped.
+                let id = PeerID(escapedForDisplay(text["id"] ?? name.labels[0]))
                 guard id != context.host.id else { continue }
                 visible[id] = Peer(
-                    id: id, name: text["name"] ?? name.labels[0],
+                    id: id, name: escapedForDisplay(text["name"] ?? name.labels[0]),
                     addresses: [PeerAddress(host: dottedQuad(address.value), port: Int(service.value.port))],
                     services: (text["services"] ?? "").split(separator: ",").map(String.init))
             }

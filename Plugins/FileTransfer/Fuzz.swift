@@ -1,6 +1,7 @@
 // The entry point for fuzzing this plugin's decoders of peer input (see Tests/Fuzz):
 // one message as the receiver gets it, decoded, and an offer checked as a whole.
 import Foundation
+import KizunaBuiltinSupport
 import KizunaSDK
 
 /// Decodes `size` bytes at `data` as a file-transfer message and, for an offer, runs every

@@ -2,6 +2,7 @@ import CKizunaFiles
 import Crypto
 import Foundation
 import Glibc
+import KizunaBuiltinSupport
 import KizunaSDK
 import Synchronization
 

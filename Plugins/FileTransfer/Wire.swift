@@ -17,6 +17,7 @@
 // Either side may send error {reason} instead of its next message, then close.
 import Foundation
 import Glibc
+import KizunaBuiltinSupport
 import KizunaSDK
 
 enum Wire {

@@ -139,22 +139,42 @@ extension ProcessSuites {
             #expect(try a.cli(["plugins", "info", "mdns-discovery"]).stdout.contains("running"))
         }
 
-        /// An mDNS response for `fuzz._kztest._tcp.local`, with name compression.
-        static func sampleResponse() -> [UInt8] {
+        @Test func controlCharactersInAnAnnouncedNameNeverReachATerminal() throws {
+            let work = Fixtures.temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: work) }
+            let type = BuiltinHost.serviceType()
+            let a = try BuiltinHost(name: "aiko", work: work, plugins: try BuiltinHost.pluginsDirectory(in: work, serviceType: type))
+            defer { _ = a.kill() }
+            let labels = type.split(separator: ".").map(String.init)
+            let packet = Self.sampleResponse(service: labels, txt: ["id=esc-peer", "name=evil\u{1B}[2J\u{1B}]0;owned\u{07}\nforged line"])
+            var listed = ""
+            let deadline = Date(timeIntervalSinceNow: 20)
+            while !listed.contains("esc-peer"), Date() < deadline {
+                try sendMulticast(packet)
+                usleep(200_000)
+                listed = try a.cli(["peers"]).stdout
+            }
+            #expect(listed.contains("esc-peer"), "\(listed)")
+            #expect(!listed.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0x07 }, "\(listed.debugDescription)")
+            #expect(listed.contains("evil\\u{1b}[2J"), "\(listed.debugDescription)")
+        }
+
+        /// An mDNS response for `fuzz.SERVICE.local`, with name compression.
+        static func sampleResponse(service labels: [String] = ["_kztest", "_tcp"], txt entries: [String] = ["id=fuzz", "services=file-transfer"]) -> [UInt8] {
             var packet: [UInt8] = [0, 0, 0x84, 0, 0, 0, 0, 4, 0, 0, 0, 0]
             func name(_ labels: [String]) -> [UInt8] { labels.flatMap { [UInt8($0.utf8.count)] + Array($0.utf8) } + [0] }
             func record(_ owner: [UInt8], type: UInt16, _ data: [UInt8]) -> [UInt8] {
                 owner + [UInt8(type >> 8), UInt8(type & 0xFF), 0x80, 1, 0, 0, 0x11, 0x94, UInt8(data.count >> 8), UInt8(data.count & 0xFF)] + data
             }
             let serviceOffset = packet.count
-            let service = name(["_kztest", "_tcp", "local"])
+            let service = name(labels + ["local"])
             let instance: [UInt8] = [4] + Array("fuzz".utf8) + [0xC0, UInt8(serviceOffset)]
             packet += record(service, type: 12, instance)
             let instanceOffset = packet.count - instance.count
             let pointerToInstance: [UInt8] = [0xC0, UInt8(instanceOffset)]
             let host = name(["fuzzhost", "local"])
             packet += record(pointerToInstance, type: 33, [0, 0, 0, 0, 0x10, 0x92] + host)
-            let txt = ["id=fuzz", "services=file-transfer"].flatMap { [UInt8($0.utf8.count)] + Array($0.utf8) }
+            let txt = entries.flatMap { [UInt8($0.utf8.count)] + Array($0.utf8) }
             packet += record(pointerToInstance, type: 16, txt)
             packet += record(host, type: 1, [127, 0, 0, 1])
             return packet
