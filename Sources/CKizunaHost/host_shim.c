@@ -2,7 +2,12 @@
 #include "CKizunaHost.h"
 
 #include <dlfcn.h>
+#include <elf.h>
+#include <link.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -112,4 +117,53 @@ int kizuna_fuzz_arm_crash_report(int fd) {
 void kizuna_fuzz_set_input(const void *bytes, unsigned long count) {
     fuzz_input = bytes;
     fuzz_input_count = count;
+}
+
+int kizuna_symbol_is_function(void *handle, const char *name) {
+    void *address = dlsym(handle, name);
+    if (address == NULL) return -1;
+    Dl_info info;
+    const ElfW(Sym) *symbol = NULL;
+    if (dladdr1(address, &info, (void **)&symbol, RTLD_DL_SYMENT) == 0 || symbol == NULL) return 0;
+    return ELF64_ST_TYPE(symbol->st_info) == STT_FUNC ? 1 : 0;
+}
+
+/// Copies `count` bytes from `address` in this process into `buffer` through the kernel:
+/// an unmapped or unreadable page fails with EFAULT instead of faulting. Returns the bytes
+/// copied, or -1.
+static long copy_checked(void *buffer, const void *address, unsigned long count) {
+    struct iovec local = {buffer, count};
+    struct iovec remote = {(void *)address, count};
+    return (long)process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+}
+
+int kizuna_memory_readable(const void *address, unsigned long count) {
+    unsigned char buffer[256];
+    const unsigned char *cursor = address;
+    while (count > 0) {
+        unsigned long part = count < sizeof buffer ? count : sizeof buffer;
+        if (copy_checked(buffer, cursor, part) != (long)part) return 0;
+        cursor += part;
+        count -= part;
+    }
+    return 1;
+}
+
+long kizuna_checked_strlen(const void *address, unsigned long limit) {
+    unsigned char byte;
+    const unsigned char *cursor = address;
+    for (unsigned long length = 0; length < limit; length++) {
+        if (copy_checked(&byte, cursor + length, 1) != 1) return -1;
+        if (byte == 0) return (long)length;
+    }
+    return -1;
+}
+
+int kizuna_pidfd_open(int pid) {
+    long fd = syscall(SYS_pidfd_open, pid, 0);
+    return fd < 0 ? -errno : (int)fd;
+}
+
+int kizuna_pipe_cloexec(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC);
 }

@@ -11,8 +11,21 @@ struct Kizuna: AsyncParsableCommand {
         abstract: "Connect nearby devices: a plugin host for discovery, transport, file transfer and streaming.",
         subcommands: [
             Run.self, Peers.self, Send.self, Stream.self, Watch.self, Plugins.self, Status.self, Events.self, ConformanceCommand.self,
-            ConformanceCheckCommand.self, PluginCommand.self, Demo.self, FuzzCommand.self,
+            ConformanceCheckCommand.self, PluginCommand.self, Demo.self, FuzzCommand.self, ProbePlugin.self,
         ])
+}
+
+/// The child a host runs to open a plugin library before it maps it (``PluginProbe``):
+/// reports on descriptor 3, so whatever the library prints cannot pass for a report.
+struct ProbePlugin: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "probe-plugin", abstract: "Open a plugin library as a host would, and report on descriptor 3 (run by the host).",
+        shouldDisplay: false)
+    @Argument(help: "The library to open.") var library: String
+
+    func run() throws {
+        Foundation.exit(PluginProbe.runChild(library: library))
+    }
 }
 
 /// Options every command that talks to a running host takes.
@@ -70,6 +83,12 @@ struct Run: AsyncParsableCommand {
     @Option(name: .long, help: "This host's identity among peers (default: random for each run).")
     var id: String?
 
+    @Option(name: .long, help: "What the host keeps between starts: private copies of plugin libraries and what probing them found (default: $XDG_STATE_HOME/kizuna, else ~/.local/state/kizuna).")
+    var stateDir: String?
+
+    @Flag(name: .long, help: "Probe every plugin library again, even those an earlier probe of the same file passed or refused.")
+    var probeAgain = false
+
     @Flag(name: .long, help: "Do not print peers, transfers and streams as they happen.")
     var quiet = false
 
@@ -84,7 +103,9 @@ struct Run: AsyncParsableCommand {
         if let receiveDir { transfer["receive-dir"] = .string(URL(fileURLWithPath: receiveDir).standardizedFileURL.path) }
         if let accept { transfer["accept"] = .string(accept.rawValue) }
         let configuration = HostConfiguration(
-            runtime: runtime, pluginsDirectory: pluginsDir, controlSocketPath: socket, hostID: id.map { PeerID($0) }, hostName: name,
+            runtime: runtime, pluginsDirectory: pluginsDir, controlSocketPath: socket,
+            stateDirectory: stateDir.map { URL(fileURLWithPath: $0).standardizedFileURL.path }, probeAgain: probeAgain,
+            hostID: id.map { PeerID($0) }, hostName: name,
             settingsByKind: [.fileTransfer: transfer])
         let host = try KizunaHost(configuration: configuration)
         let server: ControlServer
@@ -146,8 +167,18 @@ struct Plugins: ParsableCommand {
             } else {
                 printTable(
                     ["NAME", "KIND", "VERSION", "STATE", "LIBRARY"],
-                    plugins.map { [$0.name, $0.kind.rawValue, $0.version, $0.state.description, $0.library] })
+                    plugins.map { [$0.name, $0.kind.rawValue, $0.version, Self.shortState($0.state), $0.library] })
+                // Reasons are sentences: under the table, one per line, not in a column.
+                for plugin in plugins {
+                    if case .failed(let reason) = plugin.state { print("\(plugin.name): \(reason)") }
+                }
             }
+        }
+
+        /// The state column: `blocked` for a library the probe refused, else the state's name.
+        static func shortState(_ state: PluginState) -> String {
+            if case .failed(let reason) = state, reason.hasPrefix("blocked: ") { return "blocked" }
+            return state.name
         }
 
         static func inspect(_ directory: String) throws -> [PluginInfo] {
@@ -167,7 +198,7 @@ struct Plugins: ParsableCommand {
             printFields([
                 ("name", plugin.name), ("kind", plugin.kind.rawValue), ("version", plugin.version),
                 ("state", plugin.state.description), ("description", plugin.description ?? "-"),
-                ("manifest", plugin.manifest), ("library", plugin.library), ("sha256", plugin.sha256 ?? "-"),
+                ("manifest", plugin.manifest), ("library", plugin.library), ("mapped copy", plugin.image ?? "-"), ("sha256", plugin.sha256 ?? "-"),
                 ("descriptor", plugin.descriptor ?? "-"), ("provides", plugin.provides.joined(separator: ", ")),
                 ("requires", plugin.requires.map(\.rawValue).joined(separator: ", ")), ("tasks", "\(plugin.tasks)"),
                 ("permits held", "\(plugin.permitsHeld)"),
@@ -180,9 +211,10 @@ struct Plugins: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Load and start a plugin by manifest path or name.")
         @OptionGroup var socket: SocketOption
         @Argument(help: "A manifest path, or a plugin name found in the host's search directories.") var plugin: String
+        @Flag(name: .long, help: "Probe the library again, even if an earlier probe of this same file is remembered.") var probeAgain = false
 
         func run() throws {
-            let info = try socket.send(ControlRequest(.load, resolvedManifestArgument(plugin))).plugin!
+            let info = try socket.send(ControlRequest(.load, resolvedManifestArgument(plugin), probeAgain: probeAgain)).plugin!
             if case .failed(let reason) = info.state { throw CommandFailure("\(info.name) was loaded but failed: \(reason)") }
             print("loaded \(info.name) (\(info.kind) \(info.version)): \(info.state)")
         }
@@ -204,9 +236,10 @@ struct Plugins: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Load a plugin's current build and swap it in; the old one keeps running if that fails.")
         @OptionGroup var socket: SocketOption
         @Argument(help: "The plugin's name.") var name: String
+        @Flag(name: .long, help: "Probe the library again, even if an earlier probe of this same file is remembered.") var probeAgain = false
 
         func run() throws {
-            let info = try socket.send(ControlRequest(.reload, name)).plugin!
+            let info = try socket.send(ControlRequest(.reload, name, probeAgain: probeAgain)).plugin!
             print("reloaded \(info.name) from \(info.library): \(info.state)")
         }
     }

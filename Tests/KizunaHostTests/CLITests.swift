@@ -5,7 +5,12 @@ import Testing
 
 /// Runs the real `kizuna` binary.
 struct CLI {
-    static let path = Fixtures.buildDirectory + "/kizuna"
+    /// The `kizuna` the package built; reading it first sets up the run's folder, so every
+    /// `kizuna` a test starts keeps its state there (``Fixtures/runDirectory``).
+    static let path: String = {
+        _ = Fixtures.runDirectory
+        return Fixtures.buildDirectory + "/kizuna"
+    }()
 
     struct Outcome {
         var status: Int32

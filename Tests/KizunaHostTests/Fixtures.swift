@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Glibc
 import KizunaHost
@@ -35,8 +36,16 @@ enum Fixtures {
         let path = base + "kizuna-tests-\(getpid())"
         try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         atexit { try? FileManager.default.removeItem(atPath: NSTemporaryDirectory() + "kizuna-tests-\(getpid())") }
+        // Hosts keep their state (private library copies, probe results) here too, in
+        // this process and in every `kizuna` it starts, never in the user's own.
+        setenv("XDG_STATE_HOME", path + "/state", 1)
         return path
     }()
+
+    /// The SHA-256 of a file, lowercase hex (as `sha256sum` prints it).
+    static func sha256(ofFile path: String) throws -> String {
+        SHA256.hash(data: try Data(contentsOf: URL(fileURLWithPath: path))).map { String(format: "%02x", $0) }.joined()
+    }
 
     /// Writes a manifest for `library` into `directory` and returns its path.
     @discardableResult

@@ -162,26 +162,33 @@ func waitForEvent(_ receiver: BroadcastReceiver<HostEvent>, _ matches: (HostEven
         await host.shutdown()
     }
 
-    @Test func reloadOpensANewBuildFromAContentAddressedCopy() async throws {
+    @Test func everyLoadMapsAPrivateContentAddressedCopy() async throws {
         let (host, directory) = try makeHost()
         let library = "\(directory)/libFixtureDiscovery.so"
         try FileManager.default.copyItem(atPath: Fixtures.library("FixtureDiscovery"), toPath: library)
         Fixtures.writeManifest(in: directory, name: "finder", kind: .discovery, library: "libFixtureDiscovery.so")
         let first = try await host.load("finder")
+        let original = try Fixtures.sha256(ofFile: library)
         #expect(first.library == library)
+        #expect(first.image == "\(directory)/state/images/\(original)/libFixtureDiscovery.so")
+        #expect(first.sha256 == original)
+        // The copy is the host's alone: read and execute for its owner, nobody may write it.
+        let attributes = try FileManager.default.attributesOfItem(atPath: try #require(first.image))
+        #expect((attributes[.posixPermissions] as? Int) == 0o500)
 
         // Same build: the same image, a fresh instance.
         let same = try await host.reload("finder")
-        #expect(same.library == library && same.state == .running)
+        #expect(same.library == library && same.image == first.image && same.state == .running)
 
         // A new build (bytes appended past the ELF contents change its hash, not its code).
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: library))
         try handle.seekToEnd()
         try handle.write(contentsOf: Data("new build".utf8))
         try handle.close()
-        let digest = try PluginLibrary.sha256(ofFileAt: library)
+        let digest = try Fixtures.sha256(ofFile: library)
         let reloaded = try await host.reload("finder")
-        #expect(reloaded.library == "\(directory)/state/images/\(digest)/libFixtureDiscovery.so")
+        #expect(reloaded.library == library)
+        #expect(reloaded.image == "\(directory)/state/images/\(digest)/libFixtureDiscovery.so")
         #expect(reloaded.sha256 == digest)
         #expect(reloaded.state == .running)
         await host.shutdown()

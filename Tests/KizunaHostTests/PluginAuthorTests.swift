@@ -61,7 +61,7 @@ extension ProcessSuites {
             #expect(built.status == 0, "\(built.output.suffix(3000))")
             let manifest = try String(contentsOfFile: "\(package)/dist/lan-beacon.toml", encoding: .utf8)
             let digest = try #require(manifest.firstMatch(of: /sha256 = "([0-9a-f]{64})"/).map { String($0.1) })
-            #expect(digest == (try PluginLibrary.sha256(ofFileAt: "\(package)/dist/libLanBeacon.so")))
+            #expect(digest == (try Fixtures.sha256(ofFile: "\(package)/dist/libLanBeacon.so")))
 
             // The suite against the built library, each check in its own process.
             let checked = try CLI.run(["conformance", "\(package)/dist/lan-beacon.toml"])

@@ -70,7 +70,7 @@ import Testing
         // An object file: ELF, but e_type is ET_REL.
         let directory = Fixtures.temporaryDirectory()
         var header = [UInt8](repeating: 0, count: 64)
-        header[0...3] = [0x7F, 0x45, 0x4C, 0x46]
+        header[0...5] = [0x7F, 0x45, 0x4C, 0x46, 2, 1]  // 64-bit, little-endian
         header[16] = 1
         try Data(header).write(to: URL(fileURLWithPath: "\(directory)/libObject.so"))
         let manifest = try PluginManifest(contentsOf: Fixtures.writeManifest(in: directory, name: "object", kind: .discovery, library: "libObject.so"))
@@ -80,7 +80,7 @@ import Testing
     }
 
     @Test func aSHA256PinIsCheckedBeforeOpening() throws {
-        let actual = try PluginLibrary.sha256(ofFileAt: Fixtures.library("FixtureDiscovery"))
+        let actual = try Fixtures.sha256(ofFile: Fixtures.library("FixtureDiscovery"))
         let pinned = try Fixtures.manifest("FixtureDiscovery", name: "pinned", kind: .discovery, extra: "sha256 = \"\(actual)\"")
         #expect(try PluginLibrary.open(pinned).sha256 == actual)
 

@@ -21,6 +21,26 @@ int kizuna_unix_connect(const char *path);
 /// or NULL (dladdr, which Glibc's Swift module does not expose).
 const char *kizuna_image_containing(const void *address);
 
+/// What kind of symbol `name` is in the library `handle` (dlopen's handle): 1 a function,
+/// 0 something else (data, TLS, an indirect function), -1 not defined there. Uses
+/// dladdr1(RTLD_DL_SYMENT), which Glibc's Swift module does not expose.
+int kizuna_symbol_is_function(void *handle, const char *name);
+
+/// Whether the `count` bytes at `address` are readable memory of this process, found
+/// without touching them (process_vm_readv on ourselves fails with EFAULT where a load
+/// would fault). Returns 1 if readable, 0 if not.
+int kizuna_memory_readable(const void *address, unsigned long count);
+
+/// The length of the NUL-terminated string at `address`, read only through
+/// process_vm_readv, if it ends within `limit` bytes of readable memory; else -1.
+long kizuna_checked_strlen(const void *address, unsigned long limit);
+
+/// A descriptor that becomes readable when process `pid` ends (pidfd_open), or -errno.
+int kizuna_pidfd_open(int pid);
+
+/// pipe2(fds, O_CLOEXEC), which Glibc's Swift module does not expose. Returns 0, or -1.
+int kizuna_pipe_cloexec(int fds[2]);
+
 /// For the fuzzer: on a crash (SIGSEGV, SIGBUS, SIGILL, SIGTRAP, SIGFPE, SIGABRT), writes
 /// the input last given to `kizuna_fuzz_set_input` to `fd`, then dies of the signal as it
 /// would have. Returns 0, or -errno.

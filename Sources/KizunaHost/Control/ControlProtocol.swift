@@ -15,11 +15,14 @@ public struct ControlRequest: Sendable, Codable, Hashable {
     public var argument: String?
     /// For `call`: the action's name, then its arguments as text.
     public var arguments: [String]?
+    /// For `load` and `reload`: probe the library again even if a result is remembered.
+    public var probeAgain: Bool?
 
-    public init(_ command: Command, _ argument: String? = nil, arguments: [String]? = nil) {
+    public init(_ command: Command, _ argument: String? = nil, arguments: [String]? = nil, probeAgain: Bool? = nil) {
         self.command = command
         self.argument = argument
         self.arguments = arguments
+        self.probeAgain = probeAgain
     }
 }
 

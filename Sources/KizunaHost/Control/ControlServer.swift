@@ -150,9 +150,9 @@ public final class ControlServer: Sendable {
                 }
                 let plugin: PluginInfo =
                     switch request.command {
-                    case .load: try await host.load(name)
+                    case .load: try await host.load(name, probeAgain: request.probeAgain ?? false)
                     case .unload: try await host.unload(name)
-                    case .reload: try await host.reload(name)
+                    case .reload: try await host.reload(name, probeAgain: request.probeAgain ?? false)
                     default: try await host.info(name)
                     }
                 return ControlResponse(ok: true, plugin: plugin)

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 public import KizunaSDK
 
 /// How a ``KizunaHost`` is set up. Every field has a default.
@@ -23,8 +24,18 @@ public struct HostConfiguration: Sendable {
     /// How long a starting plugin has to call ``PluginContext/ready()`` before it is
     /// stopped and reported failed.
     public var startTimeout: Duration
-    /// Where reloaded builds are copied (content-addressed) before they are opened.
+    /// What the host keeps between starts, owner-only: the private copies of plugin
+    /// libraries it maps (named by content) and what probing them found.
+    /// `$XDG_STATE_HOME/kizuna`, else `~/.local/state/kizuna`, unless set.
     public var stateDirectory: String
+    /// The `kizuna` executable that probes plugin libraries in a child process before the
+    /// host maps them: `kizuna` in the install directory unless set; nil opens libraries
+    /// in the host unprobed.
+    public var probeExecutable: String?
+    /// How long a probe may take before the library is refused.
+    public var probeTimeout: Duration
+    /// Probe every library again, ignoring remembered results.
+    public var probeAgain: Bool
     /// The host's identity on the network; a fresh random one unless set.
     public var hostID: PeerID
     /// The host's name for people; the machine's host name unless set.
@@ -44,6 +55,9 @@ public struct HostConfiguration: Sendable {
         cancellationGracePeriod: Duration = .seconds(1),
         startTimeout: Duration = .seconds(10),
         stateDirectory: String? = nil,
+        probeExecutable: String?? = nil,
+        probeTimeout: Duration = .seconds(10),
+        probeAgain: Bool = false,
         hostID: PeerID? = nil,
         hostName: String? = nil,
         settingsByKind: [PluginKind: [String: SettingValue]] = [:]
@@ -57,7 +71,11 @@ public struct HostConfiguration: Sendable {
         self.stopGracePeriod = stopGracePeriod
         self.cancellationGracePeriod = cancellationGracePeriod
         self.startTimeout = startTimeout
-        self.stateDirectory = stateDirectory ?? NSTemporaryDirectory() + "kizuna-\(getuid())-\(getpid())"
+        self.stateDirectory = stateDirectory ?? Self.defaultStateDirectory
+        let installed = "\(self.installDirectory)/kizuna"
+        self.probeExecutable = probeExecutable ?? (access(installed, X_OK) == 0 ? installed : nil)
+        self.probeTimeout = probeTimeout
+        self.probeAgain = probeAgain
         self.hostID = hostID ?? PeerID(Self.randomIdentifier())
         self.hostName = hostName ?? ProcessInfo.processInfo.hostName
         self.settingsByKind = settingsByKind
@@ -78,6 +96,12 @@ public struct HostConfiguration: Sendable {
         if let socket = environment["KIZUNA_SOCKET"], !socket.isEmpty { return socket }
         if let runtime = environment["XDG_RUNTIME_DIR"], !runtime.isEmpty { return runtime + "/kizuna.sock" }
         return NSTemporaryDirectory() + "kizuna-\(getuid()).sock"
+    }
+
+    /// `$XDG_STATE_HOME/kizuna`, else `~/.local/state/kizuna`.
+    public static var defaultStateDirectory: String {
+        if let state = ProcessInfo.processInfo.environment["XDG_STATE_HOME"], state.hasPrefix("/") { return state + "/kizuna" }
+        return homeDirectory + "/.local/state/kizuna"
     }
 
     static var homeDirectory: String { ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory() }

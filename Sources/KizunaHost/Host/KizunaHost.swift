@@ -19,6 +19,15 @@ public actor KizunaHost {
     public nonisolated let events: EventBus
     private let search: PluginSearch
     private let logger: Logger
+    /// The private copies every library is mapped from.
+    private let images: PluginImageStore
+    /// Which copy each library file was and what probing it found, kept between starts.
+    private var memory: PluginLoadMemory
+    /// The child-process probe; nil when no `kizuna` executable was found to run it.
+    private let probe: PluginProbe?
+    /// Plugins the probe refused, by name, with why (shown by ``list()``) until a load of
+    /// the same name succeeds.
+    private var blocked: [String: PluginInfo] = [:]
 
     private var plugins: [String: LoadedPlugin] = [:]
     /// Plugin names in the order they were started.
@@ -44,6 +53,13 @@ public actor KizunaHost {
         events = EventBus(capacity: 4096, state: state)
         search = PluginSearch(directories: configuration.manifestDirectories, installDirectory: configuration.installDirectory)
         logger = Logger(label: "kizuna.host")
+        images = PluginImageStore(stateDirectory: configuration.stateDirectory)
+        probe = configuration.probeExecutable.map { PluginProbe(executable: $0, timeout: configuration.probeTimeout) }
+        memory = PluginLoadMemory(stateDirectory: configuration.stateDirectory, probe: configuration.probeExecutable)
+        if configuration.probeAgain { memory.forgetVerdicts() }
+        if probe == nil {
+            logger.warning("no kizuna executable to probe plugin libraries with was found in \(configuration.installDirectory); libraries are opened in the host without a probe")
+        }
     }
 
     // MARK: Loading
@@ -67,9 +83,12 @@ public actor KizunaHost {
         manifests = manifests.enumerated().sorted { a, b in
             (a.element.requiredKinds.count, a.element.kind == .discovery ? 1 : 0, a.offset) < (b.element.requiredKinds.count, b.element.kind == .discovery ? 1 : 0, b.offset)
         }.map(\.element)
+        // Every library is copied and probed at once, each in its own child, before any
+        // starts: a slow probe costs its own time, not everyone's.
+        let examined = await examine(manifests)
         for manifest in manifests {
             do {
-                _ = try await start(manifest)
+                _ = try await start(manifest, examined: examined[manifest.path])
             } catch {
                 failures.append(error)
             }
@@ -78,19 +97,142 @@ public actor KizunaHost {
         return failures
     }
 
+    /// The private copy of each manifest's library and what its probe found (remembered, or
+    /// probed now, concurrently), or why there is none.
+    private func examine(_ manifests: [PluginManifest], probeAgain: Bool = false) async -> [String: Result<PluginImage, PluginLoadError>] {
+        var sources: [(manifest: PluginManifest, source: String)] = []
+        var results: [String: Result<PluginImage, PluginLoadError>] = [:]
+        for manifest in manifests {
+            do throws(PluginLoadError) {
+                sources.append((manifest, try search.library(for: manifest)))
+            } catch {
+                results[manifest.path] = .failure(error)
+            }
+        }
+        let memory = memory, images = images, probe = probe
+        let found = await withTaskGroup(of: (PluginManifest, Examination).self) { group in
+            for (manifest, source) in sources {
+                group.addTask { (manifest, await Self.examine(manifest, source: source, images: images, memory: memory, probe: probe, probeAgain: probeAgain)) }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        for (manifest, examination) in found {
+            if let image = examination.image { self.memory.remember(image, verdict: examination.fresh) }
+            results[manifest.path] = examination.result
+        }
+        self.memory.save()
+        let keep = self.memory.digests.union(plugins.values.map(\.library.sha256))
+        let store = images
+        Thread.detachNewThread { store.prune(keeping: keep, olderThan: Duration.seconds(86_400)) }
+        return results
+    }
+
+    /// What examining one library found: its copy (if it got that far), the probe's
+    /// verdict if it is new (to remember), and whether it may be opened.
+    private struct Examination: Sendable {
+        var image: PluginImage?
+        var fresh: ProbeVerdict?
+        var result: Result<PluginImage, PluginLoadError>
+    }
+
+    /// Copies `source` privately (or finds the copy of this very file) and, unless its
+    /// verdict is remembered, probes the copy. The result is a failure if the file is
+    /// unfit, its pin does not match, or the probe refused it (remembered or new).
+    private nonisolated static func examine(
+        _ manifest: PluginManifest, source: String, images: PluginImageStore, memory: PluginLoadMemory, probe: PluginProbe?, probeAgain: Bool
+    ) async -> Examination {
+        let image: PluginImage
+        do throws(PluginLoadError) {
+            image = try await Self.offActor { () throws(PluginLoadError) in
+                try images.image(of: source, plugin: manifest.name) { memory.digest(of: $0) }
+            }
+        } catch {
+            return Examination(result: .failure(error))
+        }
+        // A pinned library that does not match is refused before any of its code runs,
+        // in the probe or here.
+        if let pinned = manifest.sha256, pinned != image.sha256 {
+            return Examination(image: image, result: .failure(PluginLoadError(
+                .checksumMismatch, plugin: manifest.name, file: source,
+                "its SHA-256 is \(image.sha256) but the manifest pins \(pinned); if this build is the one you mean to load, update 'sha256' in \(manifest.path)")))
+        }
+        var fresh: ProbeVerdict?
+        let verdict: ProbeVerdict
+        if !probeAgain, let remembered = memory.verdict(for: image.sha256) {
+            verdict = remembered
+        } else if let probe {
+            verdict = await probe.probe(image.path)
+            fresh = verdict
+        } else {
+            verdict = .passed
+        }
+        if case .refused(let code, let message) = verdict {
+            let remembered = " (remembered from an earlier probe of this same file; `kizuna plugins load --probe-again` or `kizuna run --probe-again` probes it again)"
+            return Examination(image: image, fresh: fresh, result: .failure(PluginLoadError(code, plugin: manifest.name, file: source, fresh == nil ? message + remembered : message)))
+        }
+        return Examination(image: image, fresh: fresh, result: .success(image))
+    }
+
+    /// Runs blocking file work on a thread of its own, so it holds up neither the host's
+    /// actor nor a runtime worker.
+    nonisolated static func offActor<T: Sendable, E: Error>(_ work: @escaping @Sendable () throws(E) -> T) async throws(E) -> T {
+        let result: Result<T, E> = await withCheckedContinuation { continuation in
+            let thread = Thread {
+                do throws(E) {
+                    continuation.resume(returning: .success(try work()))
+                } catch {
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+            thread.name = "kizuna-files"
+            thread.start()
+        }
+        return try result.get()
+    }
+
     /// Loads and starts one plugin: by manifest path, or by name from the search directories.
     /// - Throws: ``PluginLoadError`` saying what is wrong and how to fix it; nothing else
     ///   in the host is disturbed.
-    public func load(_ nameOrPath: String) async throws(PluginLoadError) -> PluginInfo {
+    /// - Parameter probeAgain: probe the library again even if a result is remembered.
+    public func load(_ nameOrPath: String, probeAgain: Bool = false) async throws(PluginLoadError) -> PluginInfo {
         try checkRunning()
-        return try await start(try search.manifest(for: nameOrPath))
+        let manifest = try search.manifest(for: nameOrPath)
+        try checkCanStart(manifest)
+        return try await start(manifest, examined: probeAgain ? await examine([manifest], probeAgain: true)[manifest.path] : nil)
     }
 
-    private func start(_ manifest: PluginManifest) async throws(PluginLoadError) -> PluginInfo {
+    private func start(_ manifest: PluginManifest, examined: Result<PluginImage, PluginLoadError>? = nil) async throws(PluginLoadError) -> PluginInfo {
         try checkRunning()
         try checkCanStart(manifest)
-        let library = try PluginLibrary.open(manifest, path: try search.library(for: manifest))
-        return try await start(manifest, library: library, plugin: try library.makePlugin(for: manifest))
+        let image = try await image(for: manifest, examined: examined)
+        let library = try PluginLibrary.open(manifest, image: image)
+        let info = try await start(manifest, library: library, plugin: try library.makePlugin(for: manifest))
+        blocked[manifest.name] = nil
+        return info
+    }
+
+    /// The checked private copy of `manifest`'s library: `examined` if given, else found
+    /// now. A probe's refusal is recorded in ``blocked``.
+    private func image(for manifest: PluginManifest, examined: Result<PluginImage, PluginLoadError>? = nil) async throws(PluginLoadError) -> PluginImage {
+        let result: Result<PluginImage, PluginLoadError>
+        if let examined {
+            result = examined
+        } else {
+            result = await examine([manifest])[manifest.path] ?? .failure(PluginLoadError(.notFound, plugin: manifest.name, file: manifest.path, "was not examined"))
+        }
+        do throws(PluginLoadError) {
+            let image = try result.get()
+            try checkRunning()
+            return image
+        } catch {
+            if error.code == .probeFailed {
+                blocked[manifest.name] = PluginInfo(
+                    name: manifest.name, kind: manifest.kind, version: manifest.version, state: .failed(reason: "blocked: \(error.message)"),
+                    library: error.file, image: nil, manifest: manifest.path, sha256: nil, descriptor: nil, description: manifest.description,
+                    provides: manifest.provides, requires: manifest.requiredKinds, tasks: 0, permitsHeld: 0, eventsPublished: 0, leftoverTasks: 0)
+            }
+            throw error
+        }
     }
 
     private func checkCanStart(_ manifest: PluginManifest) throws(PluginLoadError) {
@@ -194,10 +336,11 @@ public actor KizunaHost {
     }
 
     /// Loads the plugin's current build and manifest and swaps it in. The new build is
-    /// opened and checked first, from a content-addressed copy when the library changed
-    /// (Swift images are never unmapped, so a new build needs a new path); if it fails,
-    /// the old one keeps running. Plugins that require the reloaded one are restarted.
-    public func reload(_ name: String) async throws(PluginLoadError) -> PluginInfo {
+    /// copied, probed, opened and checked first (a new build's private copy has a path of
+    /// its own, which matters since Swift images are never unmapped); if it fails, the old
+    /// one keeps running. Plugins that require the reloaded one are restarted.
+    /// - Parameter probeAgain: probe the library again even if a result is remembered.
+    public func reload(_ name: String, probeAgain: Bool = false) async throws(PluginLoadError) -> PluginInfo {
         try checkRunning()
         let old = try plugin(named: name)
         let manifest: PluginManifest
@@ -209,7 +352,13 @@ public actor KizunaHost {
         guard manifest.name == name else {
             throw PluginLoadError(.manifestInvalid, plugin: name, file: manifest.path, "the manifest now names the plugin '\(manifest.name)'; reload keeps the name, so unload '\(name)' and load '\(manifest.name)' instead")
         }
-        let library = try openForReload(manifest, replacing: old)
+        let library: PluginLibrary
+        do {
+            let examined = probeAgain ? await examine([manifest], probeAgain: true)[manifest.path] : nil
+            library = try PluginLibrary.open(manifest, image: try await image(for: manifest, examined: examined))
+        } catch {
+            throw PluginLoadError(error.code, plugin: error.plugin, file: error.file, "\(error.message); the loaded build keeps running")
+        }
         let plugin = try library.makePlugin(for: manifest)
 
         let dependents = dependents(of: old)
@@ -228,32 +377,6 @@ public actor KizunaHost {
             }
         }
         return info
-    }
-
-    private func openForReload(_ manifest: PluginManifest, replacing old: LoadedPlugin) throws(PluginLoadError) -> PluginLibrary {
-        let path = try search.library(for: manifest)
-        // The same file as the loaded one: same image, fresh instance.
-        if path == old.library.path, FileIdentity(path: path) == old.library.fileIdentity {
-            return try PluginLibrary.open(manifest, path: path)
-        }
-        let digest: String
-        do {
-            digest = try PluginLibrary.sha256(ofFileAt: path)
-        } catch {
-            throw PluginLoadError(.libraryUnreadable, plugin: manifest.name, file: path, "cannot read the new build (\(PluginManifest.reason(error))); the loaded build keeps running")
-        }
-        let folder = "\(configuration.stateDirectory)/images/\(digest)"
-        let copy = "\(folder)/\((path as NSString).lastPathComponent)"
-        if !FileManager.default.fileExists(atPath: copy) {
-            do {
-                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-                try FileManager.default.copyItem(atPath: path, toPath: copy)
-            } catch {
-                throw PluginLoadError(.libraryUnreadable, plugin: manifest.name, file: copy, "cannot copy the new build there (\(PluginManifest.reason(error))); check that \(configuration.stateDirectory) is writable. The loaded build keeps running")
-            }
-        }
-        let library = try PluginLibrary.open(manifest, path: copy)
-        return library.withSHA256(digest)
     }
 
     /// Stops `loaded`: fires its subscription, waits the grace period, cancels, waits again.
@@ -374,12 +497,13 @@ public actor KizunaHost {
     /// Every loaded plugin, in start order.
     public func list() throws(PluginLoadError) -> [PluginInfo] {
         try checkRunning()
-        return startOrder.compactMap { plugins[$0] }.map(info(of:))
+        return startOrder.compactMap { plugins[$0] }.map(info(of:)) + blocked.values.sorted { $0.name < $1.name }
     }
 
     /// One plugin.
     public func info(_ name: String) throws(PluginLoadError) -> PluginInfo {
         try checkRunning()
+        if plugins[name] == nil, let blocked = blocked[name] { return blocked }
         return info(of: try plugin(named: name))
     }
 
@@ -459,7 +583,7 @@ public actor KizunaHost {
     private func info(of loaded: LoadedPlugin) -> PluginInfo {
         PluginInfo(
             name: loaded.manifest.name, kind: loaded.manifest.kind, version: loaded.manifest.version, state: loaded.state,
-            library: loaded.library.path, manifest: loaded.manifest.path, sha256: loaded.library.sha256,
+            library: loaded.library.path, image: loaded.library.image, manifest: loaded.manifest.path, sha256: loaded.library.sha256,
             descriptor: loaded.library.descriptor.description, description: loaded.manifest.description,
             provides: loaded.manifest.provides, requires: loaded.manifest.requiredKinds, tasks: loaded.scope.taskCount,
             permitsHeld: loaded.scope.permitsHeld,

@@ -7,8 +7,11 @@ public struct PluginInfo: Sendable, Hashable, Codable {
     public var kind: PluginKind
     public var version: String
     public var state: PluginState
-    /// The library file the plugin was loaded from.
+    /// The library file the plugin was loaded from (the one its manifest names).
     public var library: String
+    /// The host's private copy of that file, which is what the host mapped (nil when
+    /// nothing was mapped).
+    public var image: String?
     /// The manifest file.
     public var manifest: String
     public var sha256: String?
@@ -41,13 +44,13 @@ extension PluginInfo {
                 let manifest = try PluginManifest(contentsOf: path)
                 return PluginInfo(
                     name: manifest.name, kind: manifest.kind, version: manifest.version, state: .discovered,
-                    library: manifest.libraryPath, manifest: path, sha256: manifest.sha256, descriptor: nil,
+                    library: manifest.libraryPath, image: nil, manifest: path, sha256: manifest.sha256, descriptor: nil,
                     description: manifest.description, provides: manifest.provides, requires: manifest.requiredKinds,
                     tasks: 0, permitsHeld: 0, eventsPublished: 0, leftoverTasks: 0)
             } catch {
                 return PluginInfo(
                     name: (name as NSString).deletingPathExtension, kind: .discovery, version: "-",
-                    state: .failed(reason: "\(error)"), library: "-", manifest: path, sha256: nil, descriptor: nil,
+                    state: .failed(reason: "\(error)"), library: "-", image: nil, manifest: path, sha256: nil, descriptor: nil,
                     description: nil, provides: [], requires: [], tasks: 0, permitsHeld: 0, eventsPublished: 0, leftoverTasks: 0)
             }
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 
 /// Finds manifests and plugin libraries in the host's search directories.
 struct PluginSearch: Sendable {
@@ -46,14 +47,17 @@ struct PluginSearch: Sendable {
             "no manifest for this plugin; tried \(tried.joined(separator: ", ")) and every *.toml in those directories. Put NAME.toml in the plugins directory, set KIZUNA_PLUGIN_PATH, or pass the manifest's path")
     }
 
-    /// Where `manifest`'s library is: next to the manifest, else in the install directory.
+    /// Where `manifest`'s library is: next to the manifest, else, when `library` is a bare
+    /// file name, in the install directory. A path names one file, never a stand-in.
     /// - Throws: ``PluginLoadError`` listing every path tried when it is in neither.
     func library(for manifest: PluginManifest) throws(PluginLoadError) -> String {
         var candidates = [manifest.libraryPath]
-        if !manifest.libraryPath.hasPrefix(installDirectory + "/") {
+        if manifest.libraryIsFileName, !manifest.libraryPath.hasPrefix(installDirectory + "/") {
             candidates.append("\(installDirectory)/\((manifest.libraryPath as NSString).lastPathComponent)")
         }
-        if let found = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) { return found }
+        // lstat, not stat: a link that loops or leads nowhere is still the file meant, and
+        // opening it says what is wrong with it.
+        if let found = candidates.first(where: { var status = stat(); return lstat($0, &status) == 0 }) { return found }
         throw PluginLoadError(
             .libraryMissing, plugin: manifest.name, file: manifest.path,
             "its library was not found; tried \(candidates.joined(separator: ", ")). Build the plugin, or fix 'library' in the manifest")

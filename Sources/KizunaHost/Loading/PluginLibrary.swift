@@ -1,27 +1,9 @@
 import Crypto
 import Foundation
+import CKizunaHost
 import Glibc
 public import KizunaSDK
-
-/// Which file is at a path: device, inode, size and modification time (to the nanosecond).
-public struct FileIdentity: Sendable, Hashable {
-    var device: UInt64
-    var inode: UInt64
-    var size: Int64
-    var modifiedSeconds: Int
-    var modifiedNanoseconds: Int
-
-    /// The identity of the file at `path`, or nil if there is none.
-    public init?(path: String) {
-        var status = stat()
-        guard stat(path, &status) == 0 else { return nil }
-        device = UInt64(status.st_dev)
-        inode = UInt64(status.st_ino)
-        size = Int64(status.st_size)
-        modifiedSeconds = status.st_mtim.tv_sec
-        modifiedNanoseconds = status.st_mtim.tv_nsec
-    }
-}
+import CKizunaPluginABI
 
 /// A plugin's shared library, opened and checked.
 ///
@@ -31,78 +13,103 @@ public struct FileIdentity: Sendable, Hashable {
 /// version, compiler version and SDK identity are checked before any Swift type of the
 /// plugin is touched.
 public struct PluginLibrary: Sendable {
-    /// The file that was opened.
+    /// The file the manifest names.
     public let path: String
-    /// The library's SHA-256, lowercase hex: computed when the manifest pins one (it is
-    /// checked before opening) or when reload copies a new build; nil otherwise, since
-    /// hashing would be most of a load's cost.
-    public let sha256: String?
-    /// Which file was opened (device, inode, size, modification time): how reload tells a
-    /// new build from the loaded one without hashing.
-    public let fileIdentity: FileIdentity
+    /// The file that was mapped: the host's private copy of `path` (``PluginImageStore``),
+    /// or `path` itself for the one-shot tools (conformance, the probe).
+    public let image: String
+    /// The library's SHA-256, lowercase hex.
+    public let sha256: String
     /// What the plugin's descriptor says.
     public let descriptor: PluginDescriptor
 
     private let handle: Handle
-    private struct Handle: @unchecked Sendable { let pointer: UnsafeMutableRawPointer }
+    struct Handle: @unchecked Sendable { let pointer: UnsafeMutableRawPointer }
 
-    /// Opens the library `manifest` names and checks its descriptor against the manifest
-    /// and this host.
-    /// - Parameter path: the file to open; the manifest's library unless a copy is opened
-    ///   instead (reload opens a content-addressed copy of a new build).
+    /// Opens the host's private copy of `manifest`'s library and checks it against the
+    /// manifest (pin, kind) and this host (``openImage(_:plugin:file:)``).
+    /// - Throws: ``PluginLoadError`` saying what is wrong and how to rebuild or fix it.
+    static func open(_ manifest: PluginManifest, image: PluginImage) throws(PluginLoadError) -> PluginLibrary {
+        try checkPin(manifest, sha256: image.sha256, file: image.source)
+        let (handle, descriptor) = try openImage(image.path, plugin: manifest.name, file: image.source)
+        try checkKind(manifest, descriptor, file: image.source)
+        return PluginLibrary(path: image.source, image: image.path, sha256: image.sha256, descriptor: descriptor, handle: handle)
+    }
+
+    /// Opens a library file in place, for the one-shot tools (`kizuna conformance`): the
+    /// same checks as a host's load, without the private copy or the probe.
+    /// - Parameter path: the file to open; the manifest's library by default.
     /// - Throws: ``PluginLoadError`` saying what is wrong and how to rebuild or fix it.
     public static func open(_ manifest: PluginManifest, path: String? = nil) throws(PluginLoadError) -> PluginLibrary {
         let path = path ?? manifest.libraryPath
-        func failure(_ code: PluginLoadError.Code, _ message: String) -> PluginLoadError {
-            PluginLoadError(code, plugin: manifest.name, file: path, message)
-        }
-        guard let identity = FileIdentity(path: path) else {
-            throw failure(.libraryMissing, "the library named in \(manifest.path) does not exist; build the plugin, or fix 'library' in the manifest")
-        }
-        let bytes: Data
-        var digest: String?
-        do {
-            if manifest.sha256 != nil {
-                bytes = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
-                digest = hexDigest(SHA256.hash(data: bytes))
-            } else {
-                let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
-                defer { try? handle.close() }
-                bytes = try handle.read(upToCount: 64) ?? Data()
-            }
-        } catch {
-            throw failure(.libraryUnreadable, "the library cannot be read (\(PluginManifest.reason(error))); check its permissions")
-        }
-        if let pinned = manifest.sha256, let digest, pinned != digest {
-            throw failure(.checksumMismatch, "its SHA-256 is \(digest) but the manifest pins \(pinned); if this build is the one you mean to load, update 'sha256' in \(manifest.path)")
-        }
-        // ELF magic, then e_type == ET_DYN (3): anything else would only get a terse dlerror.
-        guard bytes.count >= 18, bytes.prefix(4) == Data([0x7F, 0x45, 0x4C, 0x46]) else {
-            throw failure(.notASharedLibrary, "is not a shared library (no ELF header); 'library' must name the plugin's .so, built with `swift build`")
-        }
-        guard bytes[bytes.startIndex + 16] == 3 else {
-            throw failure(.notASharedLibrary, "is an ELF file but not a shared library; build the plugin as a .library(type: .dynamic) product")
-        }
+        let (_, bytes) = try PluginImageStore.read(path, plugin: manifest.name)
+        let digest = PluginImageStore.hex(SHA256.hash(data: bytes ?? []))
+        try checkPin(manifest, sha256: digest, file: path)
+        let (handle, descriptor) = try openImage(path, plugin: manifest.name, file: path)
+        try checkKind(manifest, descriptor, file: path)
+        return PluginLibrary(path: path, image: path, sha256: digest, descriptor: descriptor, handle: handle)
+    }
 
+    private static func checkPin(_ manifest: PluginManifest, sha256 digest: String, file: String) throws(PluginLoadError) {
+        if let pinned = manifest.sha256, pinned != digest {
+            throw PluginLoadError(.checksumMismatch, plugin: manifest.name, file: file, "its SHA-256 is \(digest) but the manifest pins \(pinned); if this build is the one you mean to load, update 'sha256' in \(manifest.path)")
+        }
+    }
+
+    private static func checkKind(_ manifest: PluginManifest, _ descriptor: PluginDescriptor, file: String) throws(PluginLoadError) {
+        guard descriptor.kind == manifest.kind else {
+            let declared = descriptor.kind?.rawValue ?? "unknown kind \(descriptor.kindValue)"
+            throw PluginLoadError(.kindMismatch, plugin: manifest.name, file: file, "the library exports a \(declared) plugin but the manifest says kind = \"\(manifest.kind)\"; make them agree")
+        }
+    }
+
+    /// Opens `path` with the host's flags and checks what its entry symbol returns, before
+    /// any Swift type of the plugin is touched: the symbol is a function, the descriptor it
+    /// returns is readable memory (checked through the kernel, so a wild pointer is refused,
+    /// not followed), and its magic, ABI version, SDK version, compiler version and SDK
+    /// identity are this host's.
+    /// - Parameters:
+    ///   - plugin: the plugin's name, for messages.
+    ///   - file: the file to name in messages (the manifest's library, not the copy).
+    static func openImage(_ path: String, plugin: String?, file: String) throws(PluginLoadError) -> (Handle, PluginDescriptor) {
+        func failure(_ code: PluginLoadError.Code, _ message: String) -> PluginLoadError {
+            PluginLoadError(code, plugin: plugin, file: file, message)
+        }
         _ = dlerror()
         guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) else {
             let reason = dlerror().map { String(cString: $0) } ?? "unknown reason"
-            throw failure(.dlopenFailed, "dlopen failed: \(reason); a missing symbol means the plugin was built against another SDK or toolchain: rebuild it against this host's KizunaSDK")
+            let hint = reason.contains("undefined symbol") || reason.contains("cannot open shared object")
+                ? "; a missing symbol or library means the plugin was built against another SDK or toolchain: rebuild it against this host's KizunaSDK"
+                : "; rebuild the plugin with `swift build`"
+            throw failure(.dlopenFailed, "dlopen failed: \(reason.replacingOccurrences(of: path, with: file))\(hint)")
         }
-        guard let entry = dlsym(handle, PluginDescriptor.entrySymbol) else {
-            throw failure(.entrySymbolMissing, "has no '\(PluginDescriptor.entrySymbol)' symbol; export the plugin with `@_cdecl(\"\(PluginDescriptor.entrySymbol)\") public func entry() -> UnsafeRawPointer { exportPlugin { YourPlugin() } }`")
+        let symbol = PluginDescriptor.entrySymbol
+        switch kizuna_symbol_is_function(handle, symbol) {
+        case -1:
+            throw failure(.entrySymbolMissing, "has no '\(symbol)' symbol; export the plugin with `@_cdecl(\"\(symbol)\") public func entry() -> UnsafeRawPointer { exportPlugin { YourPlugin() } }`")
+        case 0:
+            throw failure(.entrySymbolMissing, "exports '\(symbol)', but not as a function (a variable or other data); export it with `@_cdecl(\"\(symbol)\") public func entry() -> UnsafeRawPointer { exportPlugin { YourPlugin() } }`")
+        default: break
         }
         typealias EntryFunction = @convention(c) () -> UnsafeRawPointer?
-        guard let raw = unsafeBitCast(entry, to: EntryFunction.self)() else {
+        guard let raw = unsafeBitCast(dlsym(handle, symbol), to: EntryFunction.self)() else {
             throw failure(.badMagic, "its entry symbol returned no descriptor; return exportPlugin(...) from it")
         }
+        guard kizuna_memory_readable(raw, UInt(MemoryLayout<kizuna_plugin_descriptor>.size)) == 1 else {
+            throw failure(.badMagic, "its entry symbol returned a pointer (0x\(String(UInt(bitPattern: raw), radix: 16))) to no readable memory; return exportPlugin(...) from it")
+        }
+        let header = raw.assumingMemoryBound(to: UInt32.self)
+        guard header[0] == PluginDescriptor.expectedMagic else {
+            throw failure(.badMagic, "'\(symbol)' does not return a Kizuna plugin descriptor (magic 0x\(String(header[0], radix: 16))); return exportPlugin(...) from it")
+        }
+        guard header[1] == PluginDescriptor.supportedABIVersion else {
+            throw failure(.abiMismatch, "its descriptor has ABI version \(header[1]), this host reads version \(PluginDescriptor.supportedABIVersion); rebuild the plugin against KizunaSDK \(SDKInfo.version)")
+        }
+        let version = raw.assumingMemoryBound(to: kizuna_plugin_descriptor.self).pointee.sdk_version
+        guard let version, kizuna_checked_strlen(version, 256) >= 0 else {
+            throw failure(.badMagic, "its descriptor's SDK version is not a readable string; return exportPlugin(...) from the entry symbol")
+        }
         let descriptor = PluginDescriptor(reading: raw)
-        guard descriptor.magic == PluginDescriptor.expectedMagic else {
-            throw failure(.badMagic, "'\(PluginDescriptor.entrySymbol)' does not return a Kizuna plugin descriptor (magic 0x\(String(descriptor.magic, radix: 16))); return exportPlugin(...) from it")
-        }
-        guard descriptor.abiVersion == PluginDescriptor.supportedABIVersion else {
-            throw failure(.abiMismatch, "its descriptor has ABI version \(descriptor.abiVersion), this host reads version \(PluginDescriptor.supportedABIVersion); rebuild the plugin against KizunaSDK \(SDKInfo.version)")
-        }
         guard descriptor.sdkVersion == SDKInfo.version else {
             throw failure(.sdkMismatch, "was built against KizunaSDK \(descriptor.sdkVersion), this host has \(SDKInfo.version); rebuild the plugin against KizunaSDK \(SDKInfo.version)")
         }
@@ -112,11 +119,7 @@ public struct PluginLibrary: Sendable {
         guard descriptor.sharesHostSDK else {
             throw failure(.duplicateSDK, "carries its own copy of KizunaSDK, so its types would not be the host's; depend on the KizunaSDK product (a dynamic library) and do not compile or link the SDK's sources into the plugin")
         }
-        guard descriptor.kind == manifest.kind else {
-            let declared = descriptor.kind?.rawValue ?? "unknown kind \(descriptor.kindValue)"
-            throw failure(.kindMismatch, "the library exports a \(declared) plugin but the manifest says kind = \"\(manifest.kind)\"; make them agree")
-        }
-        return PluginLibrary(path: path, sha256: digest, fileIdentity: identity, descriptor: descriptor, handle: Handle(pointer: handle))
+        return (Handle(pointer: handle), descriptor)
     }
 
     /// Makes a plugin object, typed by its kind (no dynamic cast: the plugin's export
@@ -140,27 +143,4 @@ public struct PluginLibrary: Sendable {
 
     /// The address of `symbol` in this library, if it exports it.
     func address(of symbol: String) -> UnsafeMutableRawPointer? { dlsym(handle.pointer, symbol) }
-
-    /// This library, with its SHA-256 recorded (reload hashes a new build to name its copy).
-    func withSHA256(_ digest: String) -> PluginLibrary {
-        PluginLibrary(path: path, sha256: digest, fileIdentity: fileIdentity, descriptor: descriptor, handle: handle)
-    }
-
-    /// The SHA-256 of the file at `path`, lowercase hex.
-    public static func sha256(ofFileAt path: String) throws -> String {
-        let bytes = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
-        return hexDigest(SHA256.hash(data: bytes))
-    }
-
-    /// Lowercase hex of a digest.
-    private static func hexDigest(_ digest: SHA256.Digest) -> String {
-        let hex = Array("0123456789abcdef".utf8)
-        var text: [UInt8] = []
-        text.reserveCapacity(64)
-        for byte in digest {
-            text.append(hex[Int(byte >> 4)])
-            text.append(hex[Int(byte & 0x0F)])
-        }
-        return String(decoding: text, as: UTF8.self)
-    }
 }

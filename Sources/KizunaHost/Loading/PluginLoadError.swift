@@ -4,7 +4,7 @@ public struct PluginLoadError: Error, Sendable, Hashable, CustomStringConvertibl
     public enum Code: String, Sendable, Hashable, Codable {
         case manifestInvalid, libraryMissing, libraryUnreadable, notASharedLibrary, checksumMismatch, dlopenFailed
         case entrySymbolMissing, badMagic, abiMismatch, sdkMismatch, compilerMismatch, duplicateSDK, kindMismatch
-        case notAPlugin, nameClash, requirementMissing, notFound, hostShutDown
+        case notAPlugin, nameClash, requirementMissing, notFound, hostShutDown, probeFailed
         case actionUnknown, actionArguments, actionSymbolMissing
     }
 

@@ -35,6 +35,10 @@ public struct PluginManifest: Sendable, Hashable {
     public var kind: PluginKind
     /// The shared library, resolved against the manifest's folder.
     public var libraryPath: String
+    /// `library` is a bare file name (no `/`): then it may also be found in the host's
+    /// install directory (how the built-in manifests name their libraries). A path is
+    /// only ever that path.
+    public var libraryIsFileName: Bool
     /// The library's expected SHA-256, lowercase hex, if pinned.
     public var sha256: String?
     public var description: String?
@@ -143,6 +147,7 @@ public struct PluginManifest: Sendable, Hashable {
         guard !library.isEmpty else { throw reader.error("library", "is empty; give the file name of the plugin's shared library") }
         let folder = (path as NSString).deletingLastPathComponent
         libraryPath = library.hasPrefix("/") ? library : ((folder.isEmpty ? "." : folder) as NSString).appendingPathComponent(library)
+        libraryIsFileName = !library.contains("/")
         sha256 = try reader.optionalString("sha256")
         if let sha256 {
             guard sha256.count == 64, sha256.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
