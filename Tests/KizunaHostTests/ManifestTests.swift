@@ -69,7 +69,9 @@ import Testing
         ("schema = 1\nname = \"x\"\nversion = \"1.0.0\"\nkind = \"discovery\"\nlibrary = \"l.so\"\ncolour = \"red\"\n", 6, "colour", "is not a manifest key"),
         ("schema = 1\nnmae = \"x\"\n", 2, "nmae", "did you mean 'name'?"),
         ("name = \"x\"\n", nil, "schema", "is missing; add 'schema = 1'"),
-        ("schema = 2\n", 1, "schema", "is 2, but this host reads schema 1"),
+        ("schema = 2\n", 1, "schema", "is 2: this manifest is for a newer Kizuna, and this host reads schema 1; upgrade Kizuna"),
+        ("schema = 2\nname = \"x\"\nnew-key = 1\n", 1, "schema", "this manifest is for a newer Kizuna"),
+        ("schema = 0\n", 1, "schema", "is 0, but this host reads schema 1"),
         ("schema = \"1\"\n", 1, "schema", "must be an integer, not a string"),
         ("schema = 1\nversion = \"1.0.0\"\n", nil, "name", "is missing"),
         ("schema = 1\nname = \"Bad_Name\"\n", 2, "name", "is not a valid plugin name"),
@@ -95,7 +97,63 @@ import Testing
         ("schema = 99999999999999999999\n", 1, nil, "does not fit in a 64-bit integer"),
         ("schema = 01\n", 1, nil, "leading zero"),
         ("schema =\n", 1, nil, "a key has no value"),
+        // What TOML 1.0 refuses, refused with the fix.
+        ("schema = 1\nname = \"a\u{01}b\"\n", 2, nil, "a string contains control character U+0001; write it as an escape such as \\u0001"),
+        ("schema = 1\nname = 'a\u{7F}b'\n", 2, nil, "a literal string contains control character U+007F"),
+        ("schema = 1 # a \u{00} here\n", 1, nil, "a comment contains control character U+0000"),
+        ("schema = 1\rname = \"x\"\r", 1, nil, "a carriage return (CR) not followed by a line feed"),
+        ("schema = 1\nx = .5\n", 2, nil, "is not a TOML float"),
+        ("schema = 1\nx = 1.\n", 2, nil, "is not a TOML float"),
+        ("schema = 1\nx = 00.5\n", 2, nil, "is not a TOML float"),
+        ("schema = 1\nx = 1e\n", 2, nil, "is not a TOML float"),
+        ("schema = 1\nx = 1__0\n", 2, nil, "strings need quotes"),
+        ("schema = 1\nx = 0x-10\n", 2, nil, "is not a base-16 integer"),
+        ("schema = 1\nx = 0x_ff\n", 2, nil, "is not a base-16 integer"),
+        ("schema = 1\n[settings]\na = { b = 1 }\n[settings.a.c]\n", 4, nil, "an inline table or array cannot be extended later"),
+        ("schema = 1\n[settings]\na = { b = 1 }\na.c = 2\n", 4, nil, "an inline table cannot be extended later"),
+        ("schema = 1\n[settings]\na.b.c = 1\n[settings.a.b]\n", 4, nil, "table [settings.a.b] was already defined by dotted keys"),
+        ("schema = 1\n[settings.a]\n[settings]\na.b = 1\n", 4, nil, "adds to table 'settings.a', which is already defined on line 2"),
+        ("schema = 1\nx = { a = 1, }\n", 2, nil, "remove the last comma"),
+        ("schema = 1\nx = \"\"\"a\\  b\"\"\"\n", 2, nil, "a backslash followed by spaces must end its line"),
+        ("schema = 1\nx = \"\\u12\"\n", 2, nil, "\\u needs exactly 4 hex digits"),
+        ("\u{FEFF}schema = 1\n", 1, nil, "byte-order mark"),
+        ("schema = 1\nname = \"x\"\nname = \"y\"\n", 3, nil, "key 'name' is defined twice (first on line 2); keep one of them"),
+        // SemVer 2.0.0 exactly.
+        ("schema = 1\nname = \"x\"\nversion = \"1.0.0-\"\n", 3, "version", "is not a semantic version"),
+        ("schema = 1\nname = \"x\"\nversion = \"1.0.0-beta_1\"\n", 3, "version", "is not a semantic version"),
+        ("schema = 1\nname = \"x\"\nversion = \"1.0.0-01\"\n", 3, "version", "is not a semantic version"),
+        ("schema = 1\nname = \"x\"\nversion = \"1.0.0+\"\n", 3, "version", "is not a semantic version"),
+        ("schema = 1\nname = \"x\"\nversion = \"\u{0661}.0.0\"\n", 3, "version", "is not a semantic version"),
+        ("schema = 1\nname = \"x\"\nversion = \"01.0.0\"\n", 3, "version", "is not a semantic version"),
     ]
+
+    /// What TOML 1.0 and SemVer 2.0.0 allow, and the manifest subset reads.
+    @Test(arguments: [
+        ("x = \"\"\"x\"\"\"\"\"", SettingValue.string("x\"\"")),
+        ("x = '''a''''", .string("a'")),
+        ("x = 1e5", .float(100_000)),
+        ("x = -0.0", .float(-0.0)),
+        ("x = +1_000", .integer(1000)),
+        ("x = 0o17", .integer(15)),
+        ("x = 0b101", .integer(5)),
+        ("x = -inf", .float(-.infinity)),
+        ("x = \"\"\"\\\n   a\"\"\"", .string("a")),
+        ("x = [1, 'a', [2.5]]", .array([.integer(1), .string("a"), .array([.float(2.5)])])),
+        ("x = { a.b = 1, a.c = 2 }", .table(["a": .table(["b": .integer(1), "c": .integer(2)])])),
+        ("x = 'tab\there'", .string("tab\there")),
+    ])
+    func validTOMLIsRead(line: String, value: SettingValue) throws {
+        let text = "schema = 1\nname = \"x\"\nversion = \"1.0.0-rc.1+build.05\"\nkind = \"discovery\"\nlibrary = \"l.so\"\r\n[settings]\n\(line)\n"
+        let manifest = try PluginManifest(parsing: text, path: "m.toml")
+        #expect(manifest.settings.values["x"] == value)
+        #expect(manifest.version == "1.0.0-rc.1+build.05")
+    }
+
+    @Test func dottedKeysOfOneSectionBuildOneTableAndSubTablesMayFollow() throws {
+        let text = "schema = 1\nname = \"x\"\nversion = \"1.0.0\"\nkind = \"discovery\"\nlibrary = \"l.so\"\n[settings]\na.b = 1\na.c = 2\n[settings.a.d]\ne = 3\n"
+        let manifest = try PluginManifest(parsing: text, path: "m.toml")
+        #expect(manifest.settings.values["a"] == .table(["b": .integer(1), "c": .integer(2), "d": .table(["e": .integer(3)])]))
+    }
 
     @Test(arguments: broken)
     func brokenManifestsNameTheLineFieldAndFix(case broken: (text: String, line: Int?, field: String?, message: String)) {

@@ -123,12 +123,16 @@ public struct PluginManifest: Sendable, Hashable {
             throw ManifestError(file: path, line: error.line, message: "\(error.message)")
         }
         let reader = FieldReader(document: document, path: path)
-        try reader.refuseUnknownKeys()
-
+        // The schema first: a manifest for a newer Kizuna may have keys this host does
+        // not know, and that is what the user needs to hear.
         let schema = try reader.integer("schema", fix: "add 'schema = \(Self.schemaVersion)' at the top")
         guard schema == Self.schemaVersion else {
-            throw reader.error("schema", "is \(schema), but this host reads schema \(Self.schemaVersion); write the manifest for schema \(Self.schemaVersion) or use a host that reads \(schema)")
+            if schema > Self.schemaVersion {
+                throw reader.error("schema", "is \(schema): this manifest is for a newer Kizuna, and this host reads schema \(Self.schemaVersion); upgrade Kizuna, or get a build of the plugin made for schema \(Self.schemaVersion)")
+            }
+            throw reader.error("schema", "is \(schema), but this host reads schema \(Self.schemaVersion); write the manifest for schema \(Self.schemaVersion)")
         }
+        try reader.refuseUnknownKeys()
         self.path = path
         name = try reader.string("name", fix: "add name = \"your-plugin\"")
         guard Self.isValidName(name) else {
@@ -136,7 +140,7 @@ public struct PluginManifest: Sendable, Hashable {
         }
         version = try reader.string("version", fix: "add version = \"1.0.0\"")
         guard Self.isSemanticVersion(version) else {
-            throw reader.error("version", "'\(version)' is not a semantic version; write MAJOR.MINOR.PATCH such as \"1.0.0\"")
+            throw reader.error("version", "'\(version)' is not a semantic version (semver.org 2.0.0); write MAJOR.MINOR.PATCH such as \"1.0.0\", optionally with -PRERELEASE and +BUILD of ASCII letters, digits and '-' (\"1.0.0-beta.2+build.5\")")
         }
         let kindText = try reader.string("kind", fix: "add kind = \"discovery\" (or transport, file-transfer, streaming)")
         guard let kind = PluginKind(rawValue: kindText) else {
@@ -173,10 +177,30 @@ public struct PluginManifest: Sendable, Hashable {
         return name.unicodeScalars.allSatisfy { ($0.isASCII && ($0.properties.isLowercase || ("0"..."9").contains($0))) || $0 == "-" }
     }
 
+    /// Semantic Versioning 2.0.0 exactly: MAJOR.MINOR.PATCH of ASCII digits without leading
+    /// zeros, then an optional `-PRERELEASE` and `+BUILD`, each of dot-separated non-empty
+    /// identifiers of ASCII letters, digits and '-' (numeric pre-release identifiers
+    /// without leading zeros).
     static func isSemanticVersion(_ version: String) -> Bool {
-        let core = version.split(separator: "-", maxSplits: 1).first.map(String.init) ?? ""
-        let parts = core.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count == 3 && parts.allSatisfy { !$0.isEmpty && $0.allSatisfy(\.isNumber) && ($0 == "0" || !$0.hasPrefix("0")) }
+        let bytes = Array(version.utf8)
+        func isAlphanumeric(_ byte: UInt8) -> Bool {
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || byte == UInt8(ascii: "-")
+        }
+        func isNumber(_ part: ArraySlice<UInt8>) -> Bool { !part.isEmpty && part.allSatisfy { $0 >= 0x30 && $0 <= 0x39 } }
+        func identifiers(_ text: ArraySlice<UInt8>) -> [ArraySlice<UInt8>] { text.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false) }
+        let plus = bytes.firstIndex(of: UInt8(ascii: "+"))
+        let beforeBuild = bytes[..<(plus ?? bytes.endIndex)]
+        let dash = beforeBuild.firstIndex(of: UInt8(ascii: "-"))
+        let core = identifiers(beforeBuild[..<(dash ?? beforeBuild.endIndex)])
+        guard core.count == 3, core.allSatisfy({ isNumber($0) && ($0.count == 1 || $0.first != UInt8(ascii: "0")) }) else { return false }
+        if let dash {
+            let prerelease = identifiers(beforeBuild[(dash + 1)...])
+            guard prerelease.allSatisfy({ !$0.isEmpty && $0.allSatisfy(isAlphanumeric) && (!isNumber($0) || $0.count == 1 || $0.first != UInt8(ascii: "0")) }) else { return false }
+        }
+        if let plus {
+            guard identifiers(bytes[(plus + 1)...]).allSatisfy({ !$0.isEmpty && $0.allSatisfy(isAlphanumeric) }) else { return false }
+        }
+        return true
     }
 
     static func reason(_ error: any Error) -> String {
@@ -226,7 +250,7 @@ private struct FieldReader {
             let hint = suggestion.map { distance($0, key) <= 2 ? "; did you mean '\($0)'?" : "" } ?? ""
             throw ManifestError(
                 file: path, line: document.lines[key], field: key,
-                message: "is not a manifest key\(hint) Known keys: \(PluginManifest.knownKeys.joined(separator: ", ")); put plugin-specific values under [settings]")
+                message: "is not a manifest key\(hint.isEmpty ? "." : hint) Known keys: \(PluginManifest.knownKeys.joined(separator: ", ")); put plugin-specific values under [settings]")
         }
     }
 
