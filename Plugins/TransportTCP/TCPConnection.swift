@@ -47,7 +47,10 @@ final class TCPConnection: Connection {
         incoming.finish()
         outbound.finish()
         let channel = channel
-        channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
+        let fallback = channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
+        // Cancelled once the connection is gone: a task left scheduled when the event loop
+        // shuts down is a promise NIO reports leaked (a trap in debug builds).
+        channel.closeFuture.whenComplete { _ in fallback.cancel() }
     }
 
     /// Cuts the connection at once (for shutdown).
@@ -88,6 +91,7 @@ final class TCPConnection: Connection {
     ) async throws -> TCPConnection {
         let raw = channel.channel
         let deadline = raw.eventLoop.scheduleTask(in: timeout) { raw.close(promise: nil) }
+        raw.closeFuture.whenComplete { _ in deadline.cancel() }
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<TCPConnection, any Error>) in
             // Resumed exactly once, whichever way the connection ends.
             let result = OnceContinuation(continuation)
