@@ -107,6 +107,11 @@ struct Run: AsyncParsableCommand {
             stateDirectory: stateDir.map { URL(fileURLWithPath: $0).standardizedFileURL.path }, probeAgain: probeAgain,
             hostID: id.map { PeerID($0) }, hostName: name,
             settingsByKind: [.fileTransfer: transfer])
+        do {
+            try configuration.prepareStateDirectory()
+        } catch {
+            throw CommandFailure("\(error)")
+        }
         let host = try KizunaHost(configuration: configuration)
         let server: ControlServer
         do {

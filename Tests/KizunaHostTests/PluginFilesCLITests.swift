@@ -70,6 +70,24 @@ extension ProcessSuites {
             }
         }
 
+        /// A state directory others can write (where the host keeps the library copies it
+        /// maps) is refused at start with the fix; a missing one is created owner-only.
+        @Test func aStateDirectoryOthersCanWriteIsRefused() throws {
+            let directory = Fixtures.temporaryDirectory()
+            let shared = "\(directory)/shared-state"
+            try FileManager.default.createDirectory(atPath: shared, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o777])
+            let refused = try CLI.run(["run", "--plugins-dir", directory, "--socket", "\(directory)/h.sock", "--state-dir", shared])
+            #expect(refused.status != 0)
+            #expect(refused.stderr.contains("the state directory \(shared) can be written by others (mode 777); make it owner-only with `chmod 700 \(shared)`"), "\(refused.stderr)")
+
+            let fresh = "\(directory)/new/state"
+            let host = try BackgroundCLI(["run", "--plugins-dir", directory, "--socket", "\(directory)/h.sock", "--state-dir", fresh, "--quiet"])
+            defer { _ = host.terminate() }
+            #expect(host.waitForLine(containing: "host running").last?.contains("host running") == true)
+            let attributes = try FileManager.default.attributesOfItem(atPath: fresh)
+            #expect((attributes[.posixPermissions] as? Int) == 0o700)
+        }
+
         func overwriteInPlace(_ path: String, with source: String) throws {
             let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
             try handle.truncate(atOffset: 0)

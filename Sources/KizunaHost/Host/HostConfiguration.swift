@@ -98,6 +98,18 @@ public struct HostConfiguration: Sendable {
         return NSTemporaryDirectory() + "kizuna-\(getuid()).sock"
     }
 
+    /// Creates the state directory owner-only (0700) if it is missing.
+    /// - Throws: an error saying what is wrong and the fix if it is not a directory of
+    ///   this user's, or others can write it (a copy of a plugin library there would be
+    ///   theirs to change).
+    public func prepareStateDirectory() throws {
+        do {
+            try StateDirectory.makePrivateDirectory(stateDirectory)
+        } catch {
+            throw HostConfigurationError(description: "the state directory \(error)")
+        }
+    }
+
     /// `$XDG_STATE_HOME/kizuna`, else `~/.local/state/kizuna`.
     public static var defaultStateDirectory: String {
         if let state = ProcessInfo.processInfo.environment["XDG_STATE_HOME"], state.hasPrefix("/") { return state + "/kizuna" }
@@ -116,4 +128,9 @@ extension String {
     fileprivate func leftPadded(to width: Int) -> String {
         count >= width ? self : String(repeating: "0", count: width - count) + self
     }
+}
+
+/// A host configuration that cannot be used, and the fix.
+public struct HostConfigurationError: Error, CustomStringConvertible {
+    public var description: String
 }
