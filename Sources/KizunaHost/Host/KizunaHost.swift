@@ -86,6 +86,10 @@ public actor KizunaHost {
         // Every library is copied and probed at once, each in its own child, before any
         // starts: a slow probe costs its own time, not everyone's.
         let examined = await examine(manifests)
+        // Copies no remembered file and no loaded plugin uses, once per start.
+        let keep = memory.digests.union(plugins.values.map(\.library.sha256))
+        let store = images
+        Thread.detachNewThread { store.prune(keeping: keep, olderThan: Duration.seconds(86_400)) }
         for manifest in manifests {
             do {
                 _ = try await start(manifest, examined: examined[manifest.path])
@@ -121,9 +125,6 @@ public actor KizunaHost {
             results[manifest.path] = examination.result
         }
         self.memory.save()
-        let keep = self.memory.digests.union(plugins.values.map(\.library.sha256))
-        let store = images
-        Thread.detachNewThread { store.prune(keeping: keep, olderThan: Duration.seconds(86_400)) }
         return results
     }
 
@@ -143,7 +144,7 @@ public actor KizunaHost {
     ) async -> Examination {
         let image: PluginImage
         do throws(PluginLoadError) {
-            image = try await Self.offActor { () throws(PluginLoadError) in
+            image = try await onOwnThread(named: "kizuna-files") { () throws(PluginLoadError) in
                 try images.image(of: source, plugin: manifest.name) { memory.digest(of: $0) }
             }
         } catch {
@@ -171,23 +172,6 @@ public actor KizunaHost {
             return Examination(image: image, fresh: fresh, result: .failure(PluginLoadError(code, plugin: manifest.name, file: source, fresh == nil ? message + remembered : message)))
         }
         return Examination(image: image, fresh: fresh, result: .success(image))
-    }
-
-    /// Runs blocking file work on a thread of its own, so it holds up neither the host's
-    /// actor nor a runtime worker.
-    nonisolated static func offActor<T: Sendable, E: Error>(_ work: @escaping @Sendable () throws(E) -> T) async throws(E) -> T {
-        let result: Result<T, E> = await withCheckedContinuation { continuation in
-            let thread = Thread {
-                do throws(E) {
-                    continuation.resume(returning: .success(try work()))
-                } catch {
-                    continuation.resume(returning: .failure(error))
-                }
-            }
-            thread.name = "kizuna-files"
-            thread.start()
-        }
-        return try result.get()
     }
 
     /// Loads and starts one plugin: by manifest path, or by name from the search directories.

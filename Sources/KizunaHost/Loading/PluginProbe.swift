@@ -31,11 +31,7 @@ public struct PluginProbe: Sendable {
     /// Probes `library` (the host's private copy) on a thread of its own, so neither the
     /// host's actor nor its workers wait on the child.
     func probe(_ library: String) async -> ProbeVerdict {
-        await withCheckedContinuation { continuation in
-            let thread = Thread { continuation.resume(returning: self.run(library)) }
-            thread.name = "kizuna-probe"
-            thread.start()
-        }
+        await onOwnThread(named: "kizuna-probe") { self.run(library) }
     }
 
     private func run(_ library: String) -> ProbeVerdict {
@@ -277,4 +273,21 @@ struct PluginLoadMemory: Sendable {
         let sdk = kizuna_image_containing(unsafeBitCast(PluginContext.self as Any.Type, to: UnsafeRawPointer.self)).map { String(cString: $0) }
         return "sdk \(SDKInfo.version) \(identity(sdk)); probe \(identity(probe))"
     }
+}
+
+/// Runs blocking work (file reads, waiting on a child) on a thread of its own, so it holds
+/// up neither the host's actor nor a runtime worker (of which there may be two).
+func onOwnThread<T: Sendable, E: Error>(named name: String, _ work: @escaping @Sendable () throws(E) -> T) async throws(E) -> T {
+    let result: Result<T, E> = await withCheckedContinuation { continuation in
+        let thread = Thread {
+            do throws(E) {
+                continuation.resume(returning: .success(try work()))
+            } catch {
+                continuation.resume(returning: .failure(error))
+            }
+        }
+        thread.name = name
+        thread.start()
+    }
+    return try result.get()
 }
