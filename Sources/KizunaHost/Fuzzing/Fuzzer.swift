@@ -19,12 +19,15 @@ public struct Fuzzer: Sendable {
         case manifest
         /// The host's decoder of control-socket requests.
         case controlRequest
+        /// The host's check of a plugin library's ELF headers (``ELFCheck``).
+        case libraryHeader
 
-        /// `manifest`, `control-request`, or a library path.
+        /// `manifest`, `control-request`, `library-header`, or a library path.
         public init(_ text: String) {
             switch text {
             case "manifest": self = .manifest
             case "control-request": self = .controlRequest
+            case "library-header": self = .libraryHeader
             default: self = .library(path: text)
             }
         }
@@ -34,6 +37,7 @@ public struct Fuzzer: Sendable {
             case .library(let path): (path as NSString).lastPathComponent
             case .manifest: "manifest"
             case .controlRequest: "control-request"
+            case .libraryHeader: "library-header"
             }
         }
     }
@@ -99,6 +103,8 @@ public struct Fuzzer: Sendable {
             return { bytes in _ = try? PluginManifest(parsing: String(decoding: bytes, as: UTF8.self), path: "fuzz.toml") }
         case .controlRequest:
             return { bytes in _ = try? JSONDecoder().decode(ControlRequest.self, from: Data(buffer: bytes)) }
+        case .libraryHeader:
+            return { bytes in _ = ELFCheck.problem(in: Array(bytes)) }
         case .library(let path):
             guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) else {
                 throw FuzzError("cannot open \(path): \(dlerror().map { String(cString: $0) } ?? "unknown error")")
