@@ -21,7 +21,13 @@ let fixturePlugins = [
 /// manifest in manifests/. Only these link SwiftNIO and swift-crypto of their own; no type
 /// of those packages crosses the plugin boundary.
 let builtinPlugins: [(product: String, folder: String, dependencies: [Target.Dependency])] = [
-    ("KizunaTransportTCP", "TransportTCP", [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"), "KizunaBuiltinSupport"]),
+    (
+        "KizunaTransportTCP", "TransportTCP",
+        [
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Crypto", package: "swift-crypto"), "KizunaBuiltinSupport",
+        ]
+    ),
     ("KizunaDiscoveryMDNS", "DiscoveryMDNS", ["KizunaBuiltinSupport"]),
     ("KizunaFileTransfer", "FileTransfer", [.product(name: "Crypto", package: "swift-crypto"), "CKizunaFiles", "KizunaBuiltinSupport"]),
     ("KizunaStreaming", "Streaming", ["KizunaBuiltinSupport"]),
@@ -42,6 +48,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
     ],
     targets: [
         .target(name: "CKizunaHost"),
@@ -53,6 +62,7 @@ let package = Package(
             name: "KizunaHost",
             dependencies: [
                 sdk, .product(name: "KizunaPluginTestKit", package: "TestKit"), "CKizunaHost", "CFFI", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"), .product(name: "SwiftASN1", package: "swift-asn1"),
             ]),
         .executableTarget(
             name: "KizunaCLI",
@@ -68,6 +78,8 @@ let package = Package(
             name: "KizunaHostTests",
             dependencies: [
                 "KizunaHost", "CKizunaHost", sdk, .product(name: "KizunaPluginTestKit", package: "TestKit"), .product(name: "Crypto", package: "swift-crypto"),
+                // A hostile peer with a certificate of its own, and a relay in the middle.
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]),
     ]
 )

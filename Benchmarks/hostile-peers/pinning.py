@@ -10,8 +10,11 @@ handshaked connections that stream the largest messages without being read, leav
 pending while pushing data behind them, and streams large frames nobody watches. After
 each it prints the host's resident memory (VmRSS) and its peak (VmHWM), and at the end
 checks that the host still answers `kizuna status`. Traffic goes to 127.0.0.1 only.
+
+The attacker speaks TLS 1.3 with a key pair of its own (made by `kizuna id` in a folder of
+its own): a third party the host never paired with, as the transport refuses plaintext.
 """
-import argparse, json, os, shutil, socket, struct, subprocess, sys, tempfile, threading, time
+import argparse, json, os, shutil, socket, ssl, struct, subprocess, sys, tempfile, threading, time
 
 def frame(payload): return struct.pack(">I", len(payload)) + payload
 def js(o): return json.dumps(o, separators=(",", ":")).encode()
@@ -37,7 +40,7 @@ def main():
         with open(os.path.join(plugins, "mdns-discovery.toml")) as f: text = f.read()
         with open(os.path.join(plugins, "mdns-discovery.toml"), "w") as f: f.write(text.replace('"_kizuna._tcp"', '"_kzpin._tcp"'))
         sock = os.path.join(work, "host.sock")
-        host = subprocess.Popen([args.kizuna, "run", "--plugins-dir", plugins, "--socket", sock, "--name", "target", "--id", "target-1",
+        host = subprocess.Popen([args.kizuna, "run", "--plugins-dir", plugins, "--socket", sock, "--name", "target", "--state-dir", os.path.join(work, "state"),
                                  "--receive-dir", os.path.join(work, "in"), "--accept", "ask"],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         port = None
@@ -48,10 +51,18 @@ def main():
         if port is None: sys.exit("the host did not report its transport's port")
         print(f"host pid {host.pid}, transport port {port}: {memory(host.pid)} MiB at start")
 
+        mallory_state = os.path.join(work, "mallory")
+        mallory = json.loads(subprocess.run([args.kizuna, "id", "--state-dir", mallory_state, "--json"], capture_output=True, text=True, check=True).stdout)["id"]
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        tls.minimum_version = ssl.TLSVersion.TLSv1_3
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
+        tls.load_cert_chain(os.path.join(mallory_state, "identity", "certificate.pem"), os.path.join(mallory_state, "identity", "key.pem"))
+
         def connect(service=None):
-            s = socket.create_connection(("127.0.0.1", port)); s.settimeout(2)
+            s = tls.wrap_socket(socket.create_connection(("127.0.0.1", port))); s.settimeout(2)
             if service:
-                s.sendall(frame(js({"kizuna": 1, "id": "mallory", "name": "mallory", "service": service})))
+                s.sendall(frame(js({"kizuna": 2, "id": mallory, "name": "mallory", "service": service})))
                 try: s.recv(4096)
                 except OSError: pass
             return s

@@ -29,19 +29,23 @@ final class BuiltinFileTransfer: FileTransferPlugin {
 
     struct Options: Sendable {
         var receiveDirectory: String
-        var accept: AcceptPolicy = .ask
+        var accept: AcceptPolicy = .trusted
         var chunkBytes = 256 << 10
         var offerTimeout = Duration.seconds(120)
         var rateLimit = 0
         var existing = ExistingFilePolicy.rename
+        /// Partial files that no transfer resumed for this long are removed (nil: never).
+        var partialMaxAge: Duration? = .seconds(7 * 86_400)
 
-        enum AcceptPolicy: String, Sendable { case auto, ask, refuse }
+        /// trusted: accept from paired peers, hold the rest for a decision; ask: hold every
+        /// offer; refuse: refuse every offer; auto: accept every offer, from anyone.
+        enum AcceptPolicy: String, Sendable { case trusted, ask, refuse, auto }
 
         static let schema = SettingsSchema(
             plugin: "file-transfer",
             [
                 "receive-dir": .string, "accept": .string, "existing": .string, "chunk-bytes": .integer, "rate-limit-bytes-per-second": .integer,
-                "offer-timeout-seconds": .integer,
+                "offer-timeout-seconds": .integer, "partial-max-age-days": .integer,
             ])
 
         init(_ settings: PluginSettings) throws(TransferError) {
@@ -50,7 +54,8 @@ final class BuiltinFileTransfer: FileTransferPlugin {
             receiveDirectory = settings.string("receive-dir").map { ($0 as NSString).expandingTildeInPath } ?? "\(home)/.kizuna/received"
             if let text = settings.string("accept") {
                 guard let policy = AcceptPolicy(rawValue: text) else {
-                    throw TransferError("setting 'accept' is '\(text)'; use auto (accept every offer), ask (wait for `accept ID`) or refuse")
+                    throw TransferError(
+                        "setting 'accept' is '\(text)'; use trusted (accept from paired peers, hold the rest for `accept ID`), ask (hold every offer), refuse, or auto (accept every offer, from anyone)")
                 }
                 accept = policy
             }
@@ -67,6 +72,10 @@ final class BuiltinFileTransfer: FileTransferPlugin {
             if let rate = settings.integer("rate-limit-bytes-per-second") {
                 guard rate >= 0 else { throw TransferError("setting 'rate-limit-bytes-per-second' is \(rate); give 0 (no limit) or more") }
                 rateLimit = Int(rate)
+            }
+            if let days = settings.integer("partial-max-age-days") {
+                guard (0...36_500).contains(days) else { throw TransferError("setting 'partial-max-age-days' is \(days); give 0 (keep them for ever) to 36500") }
+                partialMaxAge = days == 0 ? nil : .seconds(days * 86_400)
             }
             if let seconds = settings.integer("offer-timeout-seconds") {
                 guard seconds >= 1 else { throw TransferError("setting 'offer-timeout-seconds' is \(seconds); give at least 1") }
@@ -97,8 +106,24 @@ final class BuiltinFileTransfer: FileTransferPlugin {
                 }
             }
         }
+        // Partial files nothing resumed: removed at start and every hour after.
+        let sweeper = try context.runtime.spawn(name: "partial files") {
+            guard let age = options.partialMaxAge else { return }
+            while !Task.isCancelled {
+                let cutoff = Int(Date().timeIntervalSince1970) - Int(age.components.seconds)
+                let swept = try await context.runtime.spawnBlocking(name: "sweep partial files") {
+                    PartialFiles.sweep(options.receiveDirectory, removingOlderThan: cutoff)
+                }.value
+                if swept.removed > 0 {
+                    context.logger.info(
+                        "removed partial files no transfer resumed", metadata: ["files": "\(swept.removed)", "bytes": "\(swept.removedBytes)", "older-than-days": "\(age.components.seconds / 86_400)"])
+                }
+                try await Task.sleep(for: .seconds(3600))
+            }
+        }
         context.ready()
         await context.shutdown.wait()
+        sweeper.cancel()
         running.offers.refuseAll()
         server.cancel()
         started.finish()
@@ -190,6 +215,12 @@ final class PendingOffers: Sendable {
     guard let running = activeTransfers.withLock({ $0 }) else { return false }
     running.rateLimit.store(Int(clamping: bytesPerSecond), ordering: .relaxed)
     return true
+}
+
+/// `partial-bytes`: the bytes held in partial files beneath the receive directory.
+@_cdecl("kizuna_files_partial_bytes") public func kizunaFilesPartialBytes() -> UInt64 {
+    guard let running = activeTransfers.withLock({ $0 }) else { return 0 }
+    return UInt64(max(0, PartialFiles.sweep(running.options.receiveDirectory).bytes))
 }
 
 /// `pending`: the offers waiting for an answer, one per line (malloc'd; the host frees it).

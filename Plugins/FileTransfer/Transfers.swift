@@ -46,15 +46,7 @@ struct Sender {
         if !peer.services.isEmpty, !peer.services.contains("file-transfer") {
             throw TransferError("peer \(peer.id) (\(peer.name)) does not offer file-transfer; it offers \(peer.services.joined(separator: ", "))")
         }
-        var failures: [String] = []
-        for address in peer.addresses {
-            do {
-                return try await started.transport.connect(to: address, service: "file-transfer")
-            } catch {
-                failures.append("\(address): \(error)")
-            }
-        }
-        throw TransferError("cannot reach peer \(peer.id): \(failures.isEmpty ? "it has no address" : failures.joined(separator: "; "))")
+        return try await started.transport.connect(to: peer, service: "file-transfer")
     }
 
     /// Under a rate limit, waits as long as `bytes` take at that rate.
@@ -206,13 +198,16 @@ struct Receiver {
         if let free = root.freeBytes, free < progress.bytesTotal {
             try await refuse("the receiving host's disk is too full: \(progress.bytesTotal) bytes offered, \(free) free")
         }
+        let trusted = context.trust.isTrusted(connection.peer)
         switch options.accept {
         case .auto: break
+        case .trusted where trusted: break
         case .refuse: try await refuse("this host refuses transfers (setting accept = refuse)")
-        case .ask:
+        case .ask, .trusted:
             let fileCount = files.count { !$0.isDirectory }
             let folderCount = files.count - fileCount
-            let summary = "\(name) from \(escapedForDisplay(connection.peer.rawValue)), \(fileCount) file(s)\(folderCount > 0 ? ", \(folderCount) folder(s)" : ""), \(progress.bytesTotal) bytes"
+            let summary =
+                "\(name) from \(escapedForDisplay(connection.peer.short))\(trusted ? "" : " (not paired)"), \(fileCount) file(s)\(folderCount > 0 ? ", \(folderCount) folder(s)" : ""), \(progress.bytesTotal) bytes"
             guard let decision = started.offers.register(id, summary: summary) else {
                 try await refuse("too many offers are waiting for an answer on the receiving host; try again later")
             }

@@ -27,6 +27,8 @@ final class BuiltinStreaming: StreamingPlugin {
         let options: Options
         let counter = Atomic<Int>(0)
         let active = Atomic<Int>(0)
+        /// Inbound streams refused by the accept policy.
+        let refused = Atomic<UInt64>(0)
         init(context: PluginContext, transport: any TransportPlugin, options: Options) {
             self.context = context
             self.transport = transport
@@ -37,11 +39,21 @@ final class BuiltinStreaming: StreamingPlugin {
     struct Options: Sendable {
         var maxFrameBytes = 256 << 10
         var windowFrames = 256
+        var accept = AcceptPolicy.trusted
 
-        static let schema = SettingsSchema(plugin: "streaming", ["max-frame-bytes": .integer, "window-frames": .integer])
+        /// trusted: take streams from paired peers only; auto: from anyone; refuse: from no one.
+        enum AcceptPolicy: String, Sendable { case trusted, auto, refuse }
+
+        static let schema = SettingsSchema(plugin: "streaming", ["max-frame-bytes": .integer, "window-frames": .integer, "accept": .string])
 
         init(_ settings: PluginSettings) throws(StreamError) {
             if let refusal = Self.schema.refusal(of: settings) { throw StreamError(refusal) }
+            if let text = settings.string("accept") {
+                guard let policy = AcceptPolicy(rawValue: text) else {
+                    throw StreamError("setting 'accept' is '\(text)'; use trusted (streams from paired peers only), auto (from anyone) or refuse")
+                }
+                accept = policy
+            }
             if let bytes = settings.integer("max-frame-bytes") {
                 guard (1...(64 << 20)).contains(bytes) else { throw StreamError("setting 'max-frame-bytes' is \(bytes); give 1 to 67108864") }
                 maxFrameBytes = Int(bytes)
@@ -113,18 +125,15 @@ final class BuiltinStreaming: StreamingPlugin {
             throw StreamError("peer \(peer.id) (\(peer.name)) does not offer streaming; it offers \(peer.services.joined(separator: ", "))")
         }
         let context = running.context
-        var connection: (any Connection)?
-        var failures: [String] = []
-        for address in peer.addresses where connection == nil {
-            do {
-                connection = try await running.transport.connect(to: address, service: "streaming")
-            } catch {
-                failures.append("\(address): \(error)")
-            }
-        }
-        guard let connection else { throw StreamError("cannot reach peer \(peer.id): \(failures.isEmpty ? "it has no address" : failures.joined(separator: "; "))") }
+        let connection = try await running.transport.connect(to: peer, service: "streaming")
         let id = "\(context.host.id.rawValue.prefix(8))-s\(running.counter.add(1, ordering: .relaxed).newValue)"
         context.events.publish(.streamStarted(id: id, peer: peer.id))
+        // The receiver says nothing unless it refuses the stream; then it says why and closes.
+        let answer = Task { try? await connection.receive() }
+        func refusal() async -> String? {
+            guard let message = await answer.value, let control = StreamWire.parseControl(message), control["type"] == "refused" else { return nil }
+            return escapedForDisplay(control["reason"] ?? "no reason given")
+        }
         var count: UInt64 = 0
         do {
             try await connection.send(StreamWire.control(["type": "start", "id": id]))
@@ -136,10 +145,20 @@ final class BuiltinStreaming: StreamingPlugin {
         } catch {
             await connection.close()
             context.events.publish(.streamEnded(id: id, peer: peer.id))
+            if let reason = await refusal() { throw StreamError("peer \(peer.id.short) refused the stream: \(reason)") }
             throw StreamError("stream \(id) to \(peer.id) failed after \(count) frames: \(error)")
         }
+        // Wait (two seconds at most) for the receiver to close, so a refusal that came after
+        // the last frame is still reported.
+        let closer = Task {
+            try? await Task.sleep(for: .seconds(2))
+            await connection.close()
+        }
+        let reason = await refusal()
+        closer.cancel()
         await connection.close()
         context.events.publish(.streamEnded(id: id, peer: peer.id))
+        if let reason { throw StreamError("peer \(peer.id.short) refused the stream: \(reason)") }
         return id
     }
 
@@ -152,6 +171,19 @@ final class BuiltinStreaming: StreamingPlugin {
 
     private static func receive(from connection: any Connection, running: Started, window: Window) async {
         let context = running.context
+        let refusal: String? =
+            switch running.options.accept {
+            case .auto: nil
+            case .trusted: context.trust.isTrusted(connection.peer) ? nil : "the peer is not paired with this host (`kizuna pair \(connection.peer.short)`)"
+            case .refuse: "this host refuses streams (setting accept = refuse)"
+            }
+        if let refusal {
+            running.refused.add(1, ordering: .relaxed)
+            context.logger.warning("refused an inbound stream", metadata: ["peer": "\(connection.peer)", "reason": "\(refusal)"])
+            try? await connection.send(StreamWire.control(["type": "refused", "reason": refusal]))
+            await connection.close()
+            return
+        }
         guard let first = try? await connection.receive(), let start = StreamWire.parseControl(first), start["type"] == "start",
             let id = start["id"], StreamWire.isValidID(id)
         else {
@@ -244,6 +276,11 @@ let activeStreaming = Mutex<(BuiltinStreaming.Started, BuiltinStreaming.Window)?
 /// `active-streams`: incoming streams being received now.
 @_cdecl("kizuna_streams_active") public func kizunaStreamsActive() -> Int64 {
     Int64(activeStreaming.withLock { $0?.0.active.load(ordering: .relaxed) } ?? 0)
+}
+
+/// `refused-streams`: inbound streams refused by the accept policy since the plugin started.
+@_cdecl("kizuna_streams_refused") public func kizunaStreamsRefused() -> UInt64 {
+    activeStreaming.withLock { $0?.0.refused.load(ordering: .relaxed) } ?? 0
 }
 
 /// `viewers`: viewers watching incoming streams now.

@@ -60,14 +60,17 @@ final class FrameEncoder: ChannelOutboundHandler {
     }
 }
 
-/// The two messages that open every connection, as JSON.
+/// The two messages that open every connection (inside TLS), as JSON.
 enum Handshake {
+    /// The protocol version: 2 is protocol 1 inside mutually authenticated TLS 1.3.
+    static let version = 2
+
     /// The longest id, name or service a hello may carry, in UTF-8 bytes.
     static let maxFieldBytes = 256
 
     /// From the side that connects.
     struct Hello: Codable {
-        var kizuna = 1
+        var kizuna = Handshake.version
         var id: String
         var name: String
         var service: String
@@ -75,7 +78,7 @@ enum Handshake {
 
     /// From the side that accepts: its id, or why it refuses.
     struct Reply: Codable {
-        var kizuna = 1
+        var kizuna = Handshake.version
         var id: String?
         var error: String?
     }
@@ -92,11 +95,11 @@ enum Handshake {
         }
     }
 
-    /// A hello, checked: protocol version 1, and an id, name and service that are
+    /// A hello, checked: protocol version 2, and an id, name and service that are
     /// non-empty, not too long, and free of control characters.
     static func decodeHello(from buffer: ByteBuffer) throws -> Hello {
         let hello = try decode(Hello.self, from: buffer)
-        guard hello.kizuna == 1 else { throw TransportError("the peer speaks handshake version \(hello.kizuna); this host speaks 1") }
+        guard hello.kizuna == version else { throw TransportError("the peer speaks Kizuna protocol \(hello.kizuna); this host speaks \(version)") }
         for (field, value) in [("id", hello.id), ("name", hello.name), ("service", hello.service)] {
             guard (1...maxFieldBytes).contains(value.utf8.count) else {
                 throw TransportError("the handshake's \(field) is \(value.utf8.count) bytes; give 1 to \(maxFieldBytes)")
@@ -111,7 +114,7 @@ enum Handshake {
     /// A reply, checked like a hello.
     static func decodeReply(from buffer: ByteBuffer) throws -> Reply {
         let reply = try decode(Reply.self, from: buffer)
-        guard reply.kizuna == 1 else { throw TransportError("the peer speaks handshake version \(reply.kizuna); this host speaks 1") }
+        guard reply.kizuna == version else { throw TransportError("the peer speaks Kizuna protocol \(reply.kizuna); this host speaks \(version)") }
         if let error = reply.error {
             var printable = String.UnicodeScalarView()
             printable.append(contentsOf: error.unicodeScalars.prefix(512).filter { !isControl($0) })

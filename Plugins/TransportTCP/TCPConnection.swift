@@ -1,5 +1,6 @@
 import KizunaSDK
 import NIOCore
+import NIOSSL
 import Synchronization
 
 /// One TCP connection after its handshake: messages out through NIO's async writer (which
@@ -124,7 +125,12 @@ final class TCPConnection: Connection {
                             if inbound, connection == nil || error is FramingError || error is ByteToMessageDecoderError {
                                 server.admission.violations.add(1, ordering: .relaxed)
                             }
-                            if let connection {
+                            if let connection, case NIOSSLError.uncleanShutdown? = error as? NIOSSLError {
+                                // The peer's socket closed without TLS's close_notify (it crashed
+                                // or was killed): an end of the stream, as a plain close was
+                                // before TLS, not a failure of this host's.
+                                _ = connection
+                            } else if let connection {
                                 connection.failure.withLock { $0 = $0 ?? TransportError("the connection to \(connection.peer) failed: \(error)") }
                             } else {
                                 result.resume(throwing: raw.isActive ? error : TransportError("handshake failed: \(error) (or it took longer than \(timeout))"))

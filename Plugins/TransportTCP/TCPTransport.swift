@@ -1,11 +1,16 @@
-// The built-in transport: TCP on SwiftNIO. Every message is a frame (a 4-byte big-endian
-// length, then the bytes). A connection starts with a handshake: the side that connects
-// sends a hello naming its host id and the service the connection is for, and the side
-// that accepts answers with its own id, or with the reason it refuses.
+// The built-in transport: TLS 1.3 over TCP on SwiftNIO, both sides authenticated by the
+// hosts' own certificates. Every message is a frame (a 4-byte big-endian length, then the
+// bytes). A connection starts with a handshake inside TLS: the side that connects sends a
+// hello naming its host id and the service the connection is for, and the side that
+// accepts answers with its own id, or with the reason it refuses. Each side takes the
+// other's id from the key the other proved it holds, never from the hello: a hello that
+// claims another id is refused.
+import Crypto
 import KizunaBuiltinSupport
 import KizunaSDK
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Glibc
 import Synchronization
 
@@ -21,6 +26,7 @@ final class TCPTransport: TransportPlugin {
         let options: Options
         let registry: ConnectionRegistry
         let admission: Admission
+        let tls: TLSContexts
     }
 
     struct Options: Sendable {
@@ -66,6 +72,10 @@ final class TCPTransport: TransportPlugin {
 
     func run(context: PluginContext) async throws {
         let options = try Options(context.settings)
+        guard let credentials = context.credentials else {
+            throw TransportError("the host gave this transport no certificate and key (PluginContext.credentials); run it in a Kizuna host of SDK 0.3 or later")
+        }
+        let tls = try TLSContexts(credentials)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: options.threads)
         let registry = ConnectionRegistry()
         let admission = Admission(total: options.maxConnections, perAddress: options.maxConnectionsPerAddress)
@@ -73,11 +83,17 @@ final class TCPTransport: TransportPlugin {
             let listener = try await ServerBootstrap(group: group)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .bind(host: options.listenHost, port: options.port) { channel in
-                    channel.eventLoop.makeCompletedFuture { try Self.wrap(channel, options: options) }
+                    channel.eventLoop.makeCompletedFuture {
+                        let proof = PeerProof()
+                        let gate = InboundGate(admission: admission, logger: context.logger)
+                        try channel.pipeline.syncOperations.addHandler(gate)
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.server, customVerificationCallback: proof.verify))
+                        return Inbound(channel: try Self.wrap(channel, options: options), proof: proof, gate: gate.verdict)
+                    }
                 }
             let port = listener.channel.localAddress?.port ?? options.port
             let address = PeerAddress(host: options.listenHost, port: port)
-            let running = Server(context: context, group: group, address: address, options: options, registry: registry, admission: admission)
+            let running = Server(context: context, group: group, address: address, options: options, registry: registry, admission: admission, tls: tls)
             server.send(running)
             activeAdmission.withLock { $0 = admission }
             defer { activeAdmission.withLock { if $0 === admission { $0 = nil } } }
@@ -89,16 +105,16 @@ final class TCPTransport: TransportPlugin {
                 try? await listener.channel.close()
             }
             try await listener.executeThenClose { inbound in
-                for try await child in inbound {
-                    // Caps on connections, overall and per address, before anything is read.
-                    let remote = child.channel.remoteAddress?.ipAddress ?? "unknown"
-                    if let refusal = admission.admit(remote) {
-                        context.logger.warning("refused an inbound connection", metadata: ["from": "\(remote)", "reason": "\(refusal)"])
+                for try await accepted in inbound {
+                    let child = accepted.channel
+                    // The gate counted it against the caps when it became active (before
+                    // anything was read, and before it was handed here), and closed it if
+                    // it is over them.
+                    if accepted.gate.isRefused {
                         await Self.discard(child)
                         continue
                     }
-                    child.channel.closeFuture.whenComplete { _ in admission.release(remote) }
-                    if (try? context.runtime.spawn(name: "inbound connection", { await Self.accept(child, server: running) })) == nil {
+                    if (try? context.runtime.spawn(name: "inbound connection", { await Self.accept(child, proof: accepted.proof, server: running) })) == nil {
                         await Self.discard(child)
                     }
                 }
@@ -120,22 +136,33 @@ final class TCPTransport: TransportPlugin {
         guard let server = await runningServer() else { throw TransportError("the TCP transport is not running") }
         let options = server.options
         let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+        let proof = PeerProof()
         do {
+            let tls = server.tls
             channel = try await ClientBootstrap(group: server.group)
                 .connectTimeout(options.connectTimeout)
                 .connect(host: address.host, port: address.port) { channel in
-                    channel.eventLoop.makeCompletedFuture { try Self.wrap(channel, options: options) }
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: tls.client, serverHostname: nil, customVerificationCallback: proof.verify))
+                        return try Self.wrap(channel, options: options)
+                    }
                 }
         } catch {
             throw TransportError("cannot connect to \(address): \(error)")
         }
         let hello = Handshake.Hello(id: server.context.host.id.rawValue, name: server.context.host.name, service: service)
+        let raw = channel.channel
         let handshake = TCPConnection.Handshake(
             opening: { outbound in try await outbound.write(Handshake.encode(hello)) },
             answer: { reply, _ in
                 let answer = try Handshake.decodeReply(from: reply)
                 if let refusal = answer.error { throw TransportError("\(address) refused the connection: \(refusal)") }
-                return (PeerID(answer.id ?? "unknown"), service)
+                let proven = try proof.peer()
+                guard answer.id == proven.rawValue else {
+                    throw TransportError("\(address) claims to be host \(answer.id ?? "?") but proved the key of host \(proven); refused")
+                }
+                return (proven, service)
             })
         return try await TCPConnection.open(channel, server: server, inbound: false, timeout: options.handshakeTimeout, handshake: handshake)
     }
@@ -154,21 +181,32 @@ final class TCPTransport: TransportPlugin {
         try? await channel.executeThenClose { _, _ in }
     }
 
-    private static func accept(_ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, server: Server) async {
+    private static func accept(_ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, proof: PeerProof, server: Server) async {
         let me = server.context.host.id.rawValue
+        let raw = channel.channel
+        let from = raw.remoteAddress?.description ?? "unknown"
         let handshake = TCPConnection.Handshake(answer: { first, outbound in
             let hello: Handshake.Hello
+            let proven: PeerID
             do {
                 hello = try Handshake.decodeHello(from: first)
+                proven = try proof.peer()
+                guard hello.id == proven.rawValue else {
+                    throw TransportError("the peer claims to be host \(hello.id) but proved the key of host \(proven)")
+                }
             } catch {
                 try? await outbound.write(Handshake.encode(Handshake.Reply(id: me, error: "\(error)")))
                 throw error
             }
             try await outbound.write(Handshake.encode(Handshake.Reply(id: me, error: nil)))
-            return (PeerID(hello.id), hello.service)
+            return (proven, hello.service)
         })
-        let connection = try? await TCPConnection.open(channel, server: server, inbound: true, timeout: server.options.handshakeTimeout, handshake: handshake)
-        if let connection { await server.context.routeInbound(connection) }
+        do {
+            let connection = try await TCPConnection.open(channel, server: server, inbound: true, timeout: server.options.handshakeTimeout, handshake: handshake)
+            await server.context.routeInbound(connection)
+        } catch {
+            server.context.logger.warning("refused an inbound connection", metadata: ["from": "\(from)", "reason": "\(error)"])
+        }
     }
 
     // A peer that vanished without closing (a half-open connection) is found by TCP
@@ -195,6 +233,13 @@ final class TCPTransport: TransportPlugin {
             wrappingChannelSynchronously: channel,
             configuration: .init(backPressureStrategy: .init(lowWatermark: 1, highWatermark: options.inboundBuffer), isOutboundHalfClosureEnabled: true))
     }
+}
+
+/// An accepted connection and what its TLS handshake proved about the peer.
+struct Inbound: Sendable {
+    let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+    let proof: PeerProof
+    let gate: InboundGate.Verdict
 }
 
 /// Counts open inbound connections, overall and per remote address, and refuses those over

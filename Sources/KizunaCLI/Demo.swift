@@ -4,8 +4,9 @@ import KizunaHost
 import KizunaSDK
 
 /// Kizuna's main job, shown end to end: two hosts on this machine, each a real `kizuna run`
-/// process with the built-in plugins, find each other over mDNS on loopback, send a file
-/// and verify it, stream for a few seconds, and shut down, driven through the CLI.
+/// process with the built-in plugins and an identity of its own, find each other over mDNS
+/// on loopback, pair (both codes shown and compared), send a file over TLS and verify it,
+/// stream for a few seconds, and shut down, driven through the CLI.
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run two hosts on this machine that discover each other, transfer a file, stream, and shut down.")
@@ -28,8 +29,8 @@ struct Demo: ParsableCommand {
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: work) }
         let tag = String(getpid())
-        let aiko = try DemoHost(name: "aiko", id: "aiko-\(tag)", work: work, manifests: manifests)
-        let bo = try DemoHost(name: "bo", id: "bo-\(tag)", work: work, manifests: manifests)
+        let aiko = try DemoHost(name: "aiko", work: work, manifests: manifests)
+        let bo = try DemoHost(name: "bo", work: work, manifests: manifests)
         defer {
             aiko.stop()
             bo.stop()
@@ -41,7 +42,19 @@ struct Demo: ParsableCommand {
         step("   both hosts see each other")
         try aiko.cli(["peers"])
 
-        step("2. file transfer: aiko sends a \(fileMiB) MiB file to bo")
+        step("2. pairing: aiko asks bo to pair; both show a code derived from both keys, and bo's user accepts once they match")
+        let asking = try aiko.start(["pair", bo.id], waitingFor: "code:")
+        let waiting = try JSONDecoder().decode([PairingRequest].self, from: Data(try bo.output(["pair", "--pending", "--json"]).utf8))
+        guard let request = waiting.first(where: { $0.peer.rawValue == aiko.id }) else { throw CommandFailure("bo got no pairing request from aiko") }
+        let shown = try aiko.code()
+        step("   aiko shows \(shown), bo shows \(request.code)")
+        guard shown == request.code else { throw CommandFailure("the codes differ: someone is in the middle; not pairing") }
+        try bo.cli(["pair", "accept", request.id])
+        asking.waitUntilExit()
+        guard asking.terminationStatus == 0 else { throw CommandFailure("the pairing failed") }
+        step("   paired: each host trusts the other, so bo takes aiko's files and streams without asking")
+
+        step("3. file transfer: aiko sends a \(fileMiB) MiB file to bo, inside TLS 1.3")
         let source = "\(work)/photos-\(tag).bin"
         try writeRandomFile(source, bytes: fileMiB << 20)
         try aiko.cli(["send", source, "--to", bo.id])
@@ -51,7 +64,7 @@ struct Demo: ParsableCommand {
         }
         step("   verified: \(received) is byte for byte the file aiko sent")
 
-        step("3. streaming: aiko streams \(streamSeconds) seconds of frames (30 per second) to bo, who watches")
+        step("4. streaming: aiko streams \(streamSeconds) seconds of frames (30 per second) to bo, who watches")
         let clip = "\(work)/clip.bin"
         try writeRandomFile(clip, bytes: 30 * streamSeconds * 4096)
         let watched = "\(work)/watched.bin"
@@ -63,7 +76,7 @@ struct Demo: ParsableCommand {
             ? "   bo's viewer got every frame in order"
             : "   bo's viewer dropped some frames (it was slower than the stream)")
 
-        step("4. shutdown: both hosts stop; discovery says goodbye")
+        step("5. shutdown: both hosts stop; discovery says goodbye")
         aiko.stop()
         try bo.waitForPeerLost(aiko.id)
         bo.stop()
@@ -97,16 +110,19 @@ final class DemoHost: @unchecked Sendable {
     let receiveDirectory: String
     private let process = Process()
     private let lines = LineLog()
+    /// The output of the last command started with ``start(_:waitingFor:)``.
+    private var commandLines = LineLog()
 
-    init(name: String, id: String, work: String, manifests: String) throws {
+    init(name: String, work: String, manifests: String) throws {
         self.name = name
-        self.id = id
+        let state = "\(work)/\(name)-state"
         socket = "\(work)/\(name).sock"
         receiveDirectory = "\(work)/\(name)-received"
+        try HostConfiguration.prepareStateDirectory(state)
+        id = try DeviceIdentity.loadOrCreate(in: state).peerID.rawValue
         process.executableURL = URL(fileURLWithPath: CommandLine.executablePath)
         process.arguments = [
-            "run", "--plugins-dir", manifests, "--socket", socket, "--receive-dir", receiveDirectory, "--accept", "auto",
-            "--name", name, "--id", id,
+            "run", "--plugins-dir", manifests, "--socket", socket, "--receive-dir", receiveDirectory, "--name", name, "--state-dir", state,
         ]
         lines.attach(process, prefix: "[\(name)] ")
         try process.run()
@@ -120,12 +136,33 @@ final class DemoHost: @unchecked Sendable {
         guard command.terminationStatus == 0 else { throw CommandFailure("`kizuna \(arguments.joined(separator: " "))` failed") }
     }
 
+    /// Runs a `kizuna` command against this host and returns what it printed.
+    func output(_ arguments: [String]) throws -> String {
+        let command = Process()
+        command.executableURL = URL(fileURLWithPath: CommandLine.executablePath)
+        command.arguments = arguments + ["--socket", socket]
+        let pipe = Pipe()
+        command.standardOutput = pipe
+        try command.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        command.waitUntilExit()
+        guard command.terminationStatus == 0 else { throw CommandFailure("`kizuna \(arguments.joined(separator: " "))` failed") }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// The code the last `kizuna pair` this host started printed.
+    func code() throws -> String {
+        guard let line = commandLines.last(containing: "code: ") else { throw CommandFailure("\(name) printed no pairing code") }
+        return String(line.split(separator: "code: ").last ?? "")
+    }
+
     /// Starts a `kizuna` command against this host, waiting for `line` in its output.
     func start(_ arguments: [String], waitingFor line: String?) throws -> Process {
         let command = Process()
         command.executableURL = URL(fileURLWithPath: CommandLine.executablePath)
         command.arguments = arguments + ["--socket", socket]
         let log = LineLog()
+        commandLines = log
         log.attach(command, prefix: "[\(name)] $ kizuna \(arguments[0]): ")
         try command.run()
         if let line, !log.wait(for: line, within: 30) { throw CommandFailure("`kizuna \(arguments[0])` did not get going") }
@@ -177,6 +214,9 @@ final class LineLog: @unchecked Sendable {
             }
         }
     }
+
+    /// The last line seen that contains `text`.
+    func last(containing text: String) -> String? { condition.withLock { seen.last { $0.contains(text) } } }
 
     /// Waits until a line containing `text` has been seen.
     func wait(for text: String, within seconds: Double) -> Bool {

@@ -7,14 +7,14 @@ import KizunaHost
 struct FuzzCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fuzz",
-        abstract: "Fuzz a decoder of peer or file input: a plugin library that exports kizuna_fuzz_one_input, or the host's 'manifest', 'control-request' or 'library-header'.",
+        abstract: "Fuzz a decoder of peer or file input: a plugin library that exports kizuna_fuzz_one_input, or the host's 'manifest', 'control-request', 'library-header' or 'pairing-message'.",
         discussion: """
             Inputs are the seeds (files in --seeds) mutated by a generator seeded with --seed, so a run can be \
             repeated. A decoder that crashes kills this process; the input that did it is written to --crash-file \
             first. For coverage-guided fuzzing with libFuzzer, see Tests/Fuzz/README.md.
             """)
 
-    @Argument(help: "A plugin library (.so) that exports kizuna_fuzz_one_input, or 'manifest', 'control-request' or 'library-header'.")
+    @Argument(help: "A plugin library (.so) that exports kizuna_fuzz_one_input, or 'manifest', 'control-request', 'library-header' or 'pairing-message'.")
     var target: String
 
     @Option(name: .long, help: "A folder of sample inputs to mutate.")

@@ -10,7 +10,8 @@ struct Kizuna: AsyncParsableCommand {
         commandName: "kizuna",
         abstract: "Connect nearby devices: a plugin host for discovery, transport, file transfer and streaming.",
         subcommands: [
-            Run.self, Peers.self, Send.self, Stream.self, Watch.self, Plugins.self, Status.self, Events.self, ConformanceCommand.self,
+            Run.self, IdentityCommand.self, Peers.self, Pair.self, TrustCommand.self, Send.self, Stream.self, Watch.self, Plugins.self, Status.self,
+            Events.self, ConformanceCommand.self,
             ConformanceCheckCommand.self, PluginCommand.self, Demo.self, FuzzCommand.self, ProbePlugin.self,
         ])
 }
@@ -74,16 +75,17 @@ struct Run: AsyncParsableCommand {
     @Option(name: .long, help: "Where received files go (the file-transfer plugin's receive-dir setting).")
     var receiveDir: String?
 
-    @Option(name: .long, help: "Incoming transfers: auto (accept all), ask (wait for `kizuna plugins call file-transfer accept ID`) or refuse.")
+    @Option(
+        name: .long,
+        help: "Incoming transfers and streams: trusted (the default: accept from paired peers, hold other offers for `kizuna plugins call file-transfer accept ID`), ask (hold every offer), refuse, or auto (accept everything from anyone; warned about).")
     var accept: AcceptPolicy?
 
     @Option(name: .long, help: "This host's name for people (default: the machine's host name).")
     var name: String?
 
-    @Option(name: .long, help: "This host's identity among peers (default: random for each run).")
-    var id: String?
-
-    @Option(name: .long, help: "What the host keeps between starts: private copies of plugin libraries and what probing them found (default: $XDG_STATE_HOME/kizuna, else ~/.local/state/kizuna).")
+    @Option(
+        name: .long,
+        help: "What the host keeps between starts: its identity (key and certificate), the peers it trusts, private copies of plugin libraries and what probing them found (default: $XDG_STATE_HOME/kizuna, else ~/.local/state/kizuna). Each host on a machine needs its own.")
     var stateDir: String?
 
     @Flag(name: .long, help: "Probe every plugin library again, even those an earlier probe of the same file passed or refused.")
@@ -92,7 +94,7 @@ struct Run: AsyncParsableCommand {
     @Flag(name: .long, help: "Do not print peers, transfers and streams as they happen.")
     var quiet = false
 
-    enum AcceptPolicy: String, ExpressibleByArgument, CaseIterable { case auto, ask, refuse }
+    enum AcceptPolicy: String, ExpressibleByArgument, CaseIterable { case trusted, ask, refuse, auto }
 
     func run() async throws {
         // Caught from the start: a SIGTERM while plugins load still stops the host cleanly.
@@ -101,16 +103,30 @@ struct Run: AsyncParsableCommand {
         if let workers { runtime.workerThreads = workers }
         var transfer: [String: SettingValue] = [:]
         if let receiveDir { transfer["receive-dir"] = .string(URL(fileURLWithPath: receiveDir).standardizedFileURL.path) }
-        if let accept { transfer["accept"] = .string(accept.rawValue) }
-        let configuration = HostConfiguration(
-            runtime: runtime, pluginsDirectory: pluginsDir, controlSocketPath: socket,
-            stateDirectory: stateDir.map { URL(fileURLWithPath: $0).standardizedFileURL.path }, probeAgain: probeAgain,
-            hostID: id.map { PeerID($0) }, hostName: name,
-            settingsByKind: [.fileTransfer: transfer])
+        var streaming: [String: SettingValue] = [:]
+        if let accept {
+            transfer["accept"] = .string(accept.rawValue)
+            // Streams are not held for a decision: `ask` takes them from paired peers only.
+            streaming["accept"] = .string(accept == .ask ? "trusted" : accept.rawValue)
+        }
+        let state = stateDir.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? HostConfiguration.defaultStateDirectory
+        let identity: DeviceIdentity
+        let trust: TrustStore
+        let lock: StateDirectoryLock
         do {
-            try configuration.prepareStateDirectory()
+            try HostConfiguration.prepareStateDirectory(state)
+            lock = try StateDirectoryLock(state)
+            identity = try DeviceIdentity.loadOrCreate(in: state)
+            trust = try TrustStore(stateDirectory: state)
         } catch {
             throw CommandFailure("\(error)")
+        }
+        defer { withExtendedLifetime(lock) {} }
+        let configuration = HostConfiguration(
+            runtime: runtime, pluginsDirectory: pluginsDir, controlSocketPath: socket, stateDirectory: state, probeAgain: probeAgain,
+            identity: identity, trust: trust, hostName: name, settingsByKind: [.fileTransfer: transfer, .streaming: streaming])
+        if accept == .auto {
+            printError("kizuna: warning: --accept auto takes files and streams from any program on the network, paired or not; use it only on a network you control")
         }
         let host = try KizunaHost(configuration: configuration)
         let server: ControlServer
@@ -129,6 +145,7 @@ struct Run: AsyncParsableCommand {
         // "host running" when it happens.
         let plugins = try await host.list()
         writeLine("kizuna: host running as \(configuration.hostName) (\(configuration.hostID)), \(plugins.count) plugin(s), control socket \(server.path)")
+        writeLine("  trusts \(trust.all.count) peer(s); state in \(state)")
         for plugin in plugins { writeLine("  \(plugin.name) (\(plugin.kind) \(plugin.version)): \(plugin.state)") }
         if let narration { narrate(narration, on: host) }
         let signal = await termination.wait()
@@ -145,7 +162,8 @@ private func narrate(_ events: BroadcastReceiver<HostEvent>, on host: KizunaHost
         for await message in events {
             guard case .element(let event) = message else { continue }
             switch event {
-            case .peerFound, .peerLost, .transferOffered, .transferDone, .transferFailed, .streamStarted, .streamEnded:
+            case .peerFound, .peerLost, .transferOffered, .transferDone, .transferFailed, .streamStarted, .streamEnded, .pairingRequested, .peerTrusted,
+                .peerUntrusted:
                 writeLine("kizuna: \(event.summary)")
             default: break
             }
@@ -295,7 +313,13 @@ struct Status: ParsableCommand {
             ("workers", "\(status.workerThreads) (queue \(status.workerQueueDepth))"), ("permits in use", "\(status.permitsInUse)"),
             ("inbound refused", "\(status.refusedInbound) (no plugin could take them)"),
             ("control socket", status.controlSocket), ("sdk", status.sdkVersion), ("swift", status.swiftVersion),
-        ])
+        ] + partialFiles())
+    }
+
+    /// What the file-transfer plugin's partial files hold, if it is loaded and says.
+    private func partialFiles() -> [(String, String)] {
+        guard let bytes = try? socket.send(ControlRequest(.call, "file-transfer", arguments: ["partial-bytes"])).result else { return [] }
+        return [("partial files", "\(bytes) bytes (kept for resuming; see partial-max-age-days)")]
     }
 }
 
@@ -323,6 +347,7 @@ struct Events: ParsableCommand {
 func encodeJSON<T: Encodable>(_ value: T, pretty: Bool = true) throws -> String {
     let encoder = JSONEncoder()
     encoder.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys] : [.sortedKeys]
+    encoder.dateEncodingStrategy = .iso8601
     return String(decoding: try encoder.encode(value), as: UTF8.self)
 }
 

@@ -9,11 +9,15 @@ struct Peers: ParsableCommand {
     @Flag(name: .long, help: "Print JSON for scripts.") var json = false
 
     func run() throws {
-        let peers = try socket.send(ControlRequest(.peers)).peers ?? []
+        let response = try socket.send(ControlRequest(.peers))
+        let peers = response.peers ?? []
         if json { return print(try encodeJSON(peers)) }
+        let trusted = Set((response.trusted ?? []).map(\.id))
         printTable(
-            ["ID", "NAME", "ADDRESSES", "SERVICES"],
-            peers.map { [$0.id.rawValue, $0.name, $0.addresses.map(\.description).joined(separator: ","), $0.services.joined(separator: ",")] })
+            ["ID", "NAME", "TRUSTED", "ADDRESSES", "SERVICES"],
+            peers.map {
+                [$0.id.short, $0.name, trusted.contains($0.id) ? "yes" : "no", $0.addresses.map(\.description).joined(separator: ","), $0.services.joined(separator: ",")]
+            })
     }
 }
 

@@ -10,11 +10,15 @@ final class BuiltinHost: @unchecked Sendable {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
     let name: String
+    /// The peer id, derived from the key in `stateDirectory` (`kizuna id`).
     let id: String
+    let stateDirectory: String
     let socket: String
     let receiveDirectory: String
     let pluginsDirectory: String
     let process: BackgroundCLI
+    /// What it printed up to "host running".
+    let startup: [String]
 
     /// The built-in manifests, copied into `work/plugins` with `serviceType` for discovery.
     static func pluginsDirectory(in work: String, serviceType: String) throws -> String {
@@ -40,21 +44,43 @@ final class BuiltinHost: @unchecked Sendable {
     /// A fresh service type such as `_kz1a2b3c4d._tcp`.
     static func serviceType() -> String { "_kz\(UUID().uuidString.prefix(8).lowercased())._tcp" }
 
-    init(name: String, work: String, plugins: String, id: String? = nil, arguments: [String] = []) throws {
+    /// Starts `kizuna run` as `name`, with its own state directory under `work` (a host
+    /// started again with the same name and work keeps its identity). It accepts
+    /// everything from anyone (`--accept auto`) unless `arguments` say otherwise.
+    init(name: String, work: String, plugins: String, arguments: [String] = []) throws {
         self.name = name
-        self.id = id ?? "\(name)-\(UUID().uuidString.prefix(8).lowercased())"
+        stateDirectory = "\(work)/\(name)-state"
+        id = try Self.identity(of: stateDirectory).rawValue
         socket = "\(work)/\(name).sock"
         receiveDirectory = "\(work)/\(name)-received"
         pluginsDirectory = plugins
         process = try BackgroundCLI(
             [
                 "run", "--plugins-dir", plugins, "--socket", socket, "--receive-dir", receiveDirectory, "--accept", "auto",
-                "--name", name, "--id", self.id,
+                "--name", name, "--state-dir", stateDirectory,
             ] + arguments, limit: 100)
         let lines = process.waitForLine(containing: "host running")
         guard lines.last?.contains("host running") == true else {
             throw HostFailure("host \(name) did not start:\n\(lines.joined(separator: "\n"))")
         }
+        startup = lines
+    }
+
+    /// The port its TCP transport listens on, as the transport logged it at start.
+    func transportPort() throws -> Int {
+        for line in startup {
+            if let match = line.firstMatch(of: /address=127\.0\.0\.1:(\d+)/), let port = Int(match.1) { return port }
+        }
+        throw HostFailure("host \(name) logged no transport address:\n\(startup.joined(separator: "\n"))")
+    }
+
+    /// The peer id kept in `stateDirectory` (made there if it is new), as `kizuna id` prints it.
+    static func identity(of stateDirectory: String) throws -> PeerID {
+        let printed = try CLI.run(["id", "--state-dir", stateDirectory, "--json"])
+        guard printed.status == 0, let report = try? JSONDecoder().decode(IdentityReport.self, from: Data(printed.stdout.utf8)) else {
+            throw HostFailure("kizuna id failed: \(printed.stderr)")
+        }
+        return report.id
     }
 
     /// Waits for the host to print a line containing `text`; the lines read.

@@ -24,13 +24,14 @@ extension ProcessSuites {
             ("mdns-discovery", "port = 5353", "port = 0", "setting 'port' is 0; give a UDP port from 1 to 65535"),
             ("mdns-discovery", "interface = \"127.0.0.1\"", "interface = \"loopback\"", "'loopback' is not an IPv4 address; set 'interface'"),
             ("mdns-discovery", "service-type = \"_kizuna._tcp\"", "service-type = \"kizuna\"", "setting 'service-type' is 'kizuna'; give a DNS-SD service type such as _kizuna._tcp"),
-            ("file-transfer", "accept = \"ask\"", "accept = \"maybe\"", "setting 'accept' is 'maybe'; use auto (accept every offer), ask"),
+            ("file-transfer", "accept = \"trusted\"", "accept = \"maybe\"", "setting 'accept' is 'maybe'; use trusted (accept from paired peers"),
+            ("streaming", "accept = \"trusted\"", "accept = \"ask\"", "setting 'accept' is 'ask'; use trusted (streams from paired peers only)"),
             ("file-transfer", "chunk-bytes = 262144", "chunk-bytes = 1", "setting 'chunk-bytes' is 1; give 4096 to 8388608"),
             // A wrong type or an unknown key is refused by name, never ignored.
             ("tcp-transport", "port = 0", "port = \"8080\"", "setting 'port' is a string (\"8080\"); give an integer"),
             ("tcp-transport", "threads = 1", "treads = 1", "tcp-transport has no setting 'treads'; did you mean 'threads'?"),
             ("mdns-discovery", "port = 5353", "port = 5353.0", "setting 'port' is a float (5353.0); give an integer"),
-            ("file-transfer", "accept = \"ask\"", "accept = true", "setting 'accept' is a boolean (true); give a string"),
+            ("file-transfer", "accept = \"trusted\"", "accept = true", "setting 'accept' is a boolean (true); give a string"),
             ("file-transfer", "chunk-bytes = 262144", "chunk-byte = 262144", "file-transfer has no setting 'chunk-byte'; did you mean 'chunk-bytes'?"),
             ("streaming", "window-frames = 256", "window-frames = \"many\"", "setting 'window-frames' is a string (\"many\"); give an integer"),
         ])

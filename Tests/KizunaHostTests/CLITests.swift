@@ -101,9 +101,11 @@ extension ProcessSuites {
             Fixtures.writeManifest(in: directory, name: "finder", kind: .discovery, library: "libFixtureDiscovery.so", extra: "[settings]\npeers = [\"aiko@127.0.0.1:7000\"]")
             Fixtures.writeManifest(in: directory, name: "memory", kind: .transport, library: "libFixtureTransport.so")
             let socket = "\(directory)/control.sock"
-            let host = try BackgroundCLI(["run", "--plugins-dir", directory, "--socket", socket, "--workers", "2", "--name", "cli-test", "--id", "cli-1"])
+            let state = "\(directory)/state"
+            let id = try BuiltinHost.identity(of: state)
+            let host = try BackgroundCLI(["run", "--plugins-dir", directory, "--socket", socket, "--workers", "2", "--name", "cli-test", "--state-dir", state])
             let lines = host.waitForLine(containing: "host running")
-            #expect(lines.last?.contains("host running as cli-test (cli-1), 2 plugin(s), control socket \(socket)") == true, "\(lines)")
+            #expect(lines.last?.contains("host running as cli-test (\(id)), 2 plugin(s), control socket \(socket)") == true, "\(lines)")
             return (host, directory, socket)
         }
 
@@ -291,7 +293,7 @@ extension ProcessSuites {
         @Test func aSignalDuringStartupStopsTheHostCleanly() throws {
             let directory = Fixtures.temporaryDirectory()
             Fixtures.writeManifest(in: directory, name: "finder", kind: .discovery, library: "libFixtureDiscovery.so")
-            let host = try BackgroundCLI(["run", "--plugins-dir", directory, "--socket", "\(directory)/control.sock"])
+            let host = try BackgroundCLI(["run", "--plugins-dir", directory, "--socket", "\(directory)/control.sock", "--state-dir", "\(directory)/state"])
             #expect(host.waitForLine(containing: "plugin started").last?.contains("plugin started") == true)
             #expect(host.terminate() == 0)
             #expect(host.process.terminationReason == .exit)
@@ -300,7 +302,7 @@ extension ProcessSuites {
         @Test func aSecondHostOnTheSameSocketIsRefused() throws {
             let (host, directory, socket) = try startHost()
             defer { _ = host.terminate() }
-            let second = try CLI.run(["run", "--plugins-dir", directory, "--socket", socket])
+            let second = try CLI.run(["run", "--plugins-dir", directory, "--socket", socket, "--state-dir", "\(directory)/second-state"])
             #expect(second.status != 0)
             #expect(second.stderr.contains("a Kizuna host is already serving \(socket)"))
         }

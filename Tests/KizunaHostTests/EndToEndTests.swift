@@ -85,9 +85,14 @@ extension ProcessSuites {
             try b.waitFor("failed: the connection was lost")
             let kept = try #require(try FileManager.default.attributesOfItem(atPath: partial)[.size] as? Int)
             #expect(kept > 0 && kept < 24 << 20)
+            let status = try b.cli(["status"]).stdout
+            #expect(status.contains("\(kept) bytes (kept for resuming"), "\(status)")
 
-            // The same host (same id) comes back and sends again: only the rest travels.
-            a = try BuiltinHost(name: "aiko", work: work, plugins: plugins, id: a.id)
+            // The same host (its state directory, so the same key and id) comes back and sends
+            // again: only the rest travels.
+            let before = a.id
+            a = try BuiltinHost(name: "aiko", work: work, plugins: plugins)
+            #expect(a.id == before, "the identity did not survive the restart")
             try a.waitFor("peer found: \(b.id)")
             let resumed = try a.cli(["send", file, "--to", b.id])
             #expect(resumed.status == 0, "\(resumed.stderr)")
@@ -96,6 +101,30 @@ extension ProcessSuites {
             #expect(from >= kept - (256 << 10) && from <= kept)
             #expect(FileManager.default.contentsEqual(atPath: file, andPath: "\(b.receiveDirectory)/movie.bin"))
             #expect(!FileManager.default.fileExists(atPath: partial))
+        }
+
+        @Test func partialFilesNothingResumedAreRemovedAfterTheirAge() throws {
+            let work = Fixtures.temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: work) }
+            let plugins = try BuiltinHost.pluginsDirectory(in: work, serviceType: BuiltinHost.serviceType())
+            let received = "\(work)/bo-received"
+            try FileManager.default.createDirectory(atPath: "\(received)/album", withIntermediateDirectories: true)
+            let old = "\(received)/album/.photo.jpg.kizuna-partial-0123456789abcdef"
+            let fresh = "\(received)/.clip.bin.kizuna-partial-fedcba9876543210"
+            try Data(count: 5000).write(to: URL(fileURLWithPath: old))
+            try Data(count: 3000).write(to: URL(fileURLWithPath: fresh))
+            // Last written eight days ago: more than the default of seven.
+            var times = [timespec(tv_sec: time(nil) - 8 * 86_400, tv_nsec: 0), timespec(tv_sec: time(nil) - 8 * 86_400, tv_nsec: 0)]
+            #expect(utimensat(AT_FDCWD, old, &times, 0) == 0)
+            let b = try BuiltinHost(name: "bo", work: work, plugins: plugins)
+            defer { _ = b.kill() }
+            // Swept as the plugin starts (its log line may come before "host running").
+            if !b.startup.contains(where: { $0.contains("removed partial files no transfer resumed") }) {
+                try b.waitFor("removed partial files no transfer resumed")
+            }
+            #expect(!FileManager.default.fileExists(atPath: old))
+            #expect(FileManager.default.fileExists(atPath: fresh))
+            #expect(try b.cli(["plugins", "call", "file-transfer", "partial-bytes"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "3000")
         }
 
         @Test func aReceiverThatAsksAcceptsOrRefusesEachOffer() throws {
@@ -115,7 +144,7 @@ extension ProcessSuites {
                 let sending = try BackgroundCLI(["send", file, "--to", b.id, "--socket", a.socket], limit: 60)
                 let offered = try b.waitFor("offered by \(a.id)").last ?? ""
                 let id = try #require(offered.firstMatch(of: /transfer (\S+) offered/).map { String($0.1) })
-                #expect(try b.cli(["plugins", "call", "file-transfer", "pending"]).stdout.contains("\(id): letter.txt from \(a.id)"))
+                #expect(try b.cli(["plugins", "call", "file-transfer", "pending"]).stdout.contains("\(id): letter.txt from \(PeerID(a.id).short) (not paired)"))
                 #expect(try b.cli(["plugins", "call", "file-transfer", accept ? "accept" : "refuse", id]).stdout.contains("true"))
                 let result = sending.waitForLine(containing: accept ? "verified by the peer" : "refused")
                 #expect(result.last?.contains(accept ? "verified by the peer" : "refused the transfer: not accepted on the receiving host") == true, "\(result)")
@@ -152,9 +181,11 @@ extension ProcessSuites {
             try FileManager.default.createDirectory(atPath: b.receiveDirectory, withIntermediateDirectories: true)
             try FileManager.default.createSymbolicLink(atPath: "\(b.receiveDirectory)/elsewhere", withDestinationPath: outside)
 
+            let relay = try TLSRelay(to: port)
+            defer { relay.stop() }
             func offer(_ path: String) throws -> (answer: [String: Any]?, client: RawTransportClient) {
-                let client = try RawTransportClient(port: port)
-                client.sendJSON(["kizuna": 1, "id": "mallory", "name": "mallory", "service": "file-transfer"])
+                let client = try RawTransportClient(port: relay.port)
+                client.sendJSON(["kizuna": 2, "id": relay.identity.peerID.rawValue, "name": "mallory", "service": "file-transfer"])
                 let reply = client.receiveJSON()
                 #expect(reply?["error"] == nil)
                 client.sendJSON(["type": "offer", "id": "evil-\(path.count)", "name": "x", "files": [["path": path, "size": 4, "modified": 0]], "total": 4], typeByte: 1)

@@ -12,7 +12,7 @@ extension ProcessSuites {
         @Test(arguments: [
             ("tcp-transport", "libKizunaTransportTCP.so"), ("file-transfer", "libKizunaFileTransfer.so"), ("streaming", "libKizunaStreaming.so"),
             ("mdns-discovery", "libKizunaDiscoveryMDNS.so"), ("manifest", "manifest"), ("control-request", "control-request"),
-            ("library-header", "library-header"),
+            ("library-header", "library-header"), ("pairing-message", "pairing-message"),
         ])
         func aDecoderSurvivesAHundredThousandMutatedInputs(decoder: String, target: String) throws {
             let work = Fixtures.temporaryDirectory()

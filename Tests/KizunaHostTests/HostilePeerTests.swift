@@ -6,7 +6,8 @@ import KizunaSDK
 import Testing
 
 /// A peer that lies and attacks, played by a raw TCP client speaking the wire protocols
-/// from the plugin sources, against real host processes. After each attack the host must
+/// from the plugin sources (inside TLS with a certificate of its own, through a
+/// ``TLSRelay``: a third party, never paired), against real host processes. After each attack the host must
 /// still serve: a real transfer between two hosts, verified byte for byte.
 extension ProcessSuites {
     @Suite(.serialized, .timeLimit(.minutes(4))) struct HostilePeerTests {
@@ -17,6 +18,10 @@ extension ProcessSuites {
             let a: BuiltinHost
             let b: BuiltinHost
             let port: Int
+            /// Carries raw clients to bo inside TLS, with mallory's own key.
+            let relay: TLSRelay
+            /// The id mallory's key proves.
+            var mallory: PeerID { relay.identity.peerID }
 
             init(accept: String = "auto", transport: String = "") throws {
                 work = Fixtures.temporaryDirectory()
@@ -37,18 +42,23 @@ extension ProcessSuites {
                 let bo = b.id
                 guard let port = peers.first(where: { $0.id.rawValue == bo })?.addresses.first?.port else { throw HostFailure("aiko lists no address for bo") }
                 self.port = port
+                relay = try TLSRelay(to: port)
             }
 
             func stop() {
+                relay.stop()
                 _ = a.kill()
                 _ = b.kill()
                 try? FileManager.default.removeItem(atPath: work)
             }
 
+            /// A connection to bo, inside TLS with mallory's key, not yet handshaked.
+            func tlsClient() throws -> RawTransportClient { try RawTransportClient(port: relay.port) }
+
             /// A connection to bo that has completed the handshake for `service`.
             func connect(service: String = "file-transfer") throws -> RawTransportClient {
-                let client = try RawTransportClient(port: port)
-                client.sendJSON(["kizuna": 1, "id": "mallory", "name": "mallory", "service": service])
+                let client = try tlsClient()
+                client.sendJSON(["kizuna": 2, "id": mallory.rawValue, "name": "mallory", "service": service])
                 let reply = client.receiveJSON()
                 guard reply?["id"] != nil, reply?["error"] == nil else { throw HostFailure("handshake refused: \(String(describing: reply))") }
                 return client
@@ -200,12 +210,12 @@ extension ProcessSuites {
             // U+202E reorders what a terminal shows; it may be in a name but is shown escaped.
             let (client, _) = try network.offerInBackground([["path": "report\u{202E}fdp.exe", "size": 3, "modified": 0]])
             defer { withExtendedLifetime(client) {} }
-            let offered = try network.b.waitFor("offered by mallory").last ?? ""
+            let offered = try network.b.waitFor("offered by \(network.mallory)").last ?? ""
             let id = try #require(offered.firstMatch(of: /transfer (\S+) offered/).map { String($0.1) })
             #expect(id.count == 16 && id.allSatisfy(\.isHexDigit), "\(id)")
             #expect(id != "forged-1")
             let pending = try network.b.cli(["plugins", "call", "file-transfer", "pending"]).stdout
-            #expect(pending.contains("report\\u{202e}fdp.exe from mallory"), "\(pending)")
+            #expect(pending.contains("report\\u{202e}fdp.exe from \(network.mallory.short) (not paired)"), "\(pending)")
             #expect(!pending.contains("\u{202E}"))
             // The peer's own id for its offer answers nothing.
             #expect(try network.b.cli(["plugins", "call", "file-transfer", "accept", "forged-1"]).stdout.contains("false"))
@@ -235,23 +245,35 @@ extension ProcessSuites {
         @Test func handshakesThatAreTooLongOrMalformedAreRefused() throws {
             let network = try Network()
             defer { network.stop() }
-            let tooLong = try RawTransportClient(port: network.port)
+            let tooLong = try network.tlsClient()
             tooLong.send(Array(repeating: UInt8(ascii: " "), count: 5000))
             #expect(tooLong.receive() == nil)
-            let huge = try RawTransportClient(port: network.port)
+            let huge = try network.tlsClient()
             huge.sendRaw([0xFF, 0xFF, 0xFF, 0xFF])  // announces a 4 GiB message: not buffered, closed
             #expect(huge.receive() == nil)
+            let me = network.mallory.rawValue
             for hello: [String: Any] in [
-                ["kizuna": 2, "id": "m", "name": "m", "service": "file-transfer"], ["kizuna": 1, "id": "", "name": "m", "service": "file-transfer"],
-                ["kizuna": 1, "id": "m\u{1B}[2J", "name": "m", "service": "file-transfer"], ["kizuna": 1, "id": "m", "name": "m"],
+                ["kizuna": 1, "id": me, "name": "m", "service": "file-transfer"], ["kizuna": 3, "id": me, "name": "m", "service": "file-transfer"],
+                ["kizuna": 2, "id": "", "name": "m", "service": "file-transfer"], ["kizuna": 2, "id": "m\u{1B}[2J", "name": "m", "service": "file-transfer"],
+                ["kizuna": 2, "id": me, "name": "m"],
+                // An id its key does not prove: aiko's, and a made-up one.
+                ["kizuna": 2, "id": network.a.id, "name": "aiko", "service": "file-transfer"], ["kizuna": 2, "id": "mallory", "name": "m", "service": "file-transfer"],
             ] {
-                let client = try RawTransportClient(port: network.port)
+                let client = try network.tlsClient()
                 client.sendJSON(hello)
                 let reply = client.receiveJSON()
                 #expect(reply?["error"] != nil, "\(hello)")
                 #expect(client.receive() == nil)
             }
-            #expect(Int(try network.b.cli(["plugins", "call", "tcp-transport", "violations"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 >= 6)
+            // The claimed and the proven id are both in the log.
+            try network.b.waitFor("claims to be host \(network.a.id) but proved the key of host \(network.mallory)")
+            // Plaintext (a client of protocol 1, or anything else) is told why, and closed.
+            let plaintext = try RawTransportClient(port: network.port)
+            plaintext.sendJSON(["kizuna": 1, "id": "mallory", "name": "m", "service": "file-transfer"])
+            let refusal = plaintext.receiveJSON()
+            #expect((refusal?["error"] as? String)?.contains("inside TLS 1.3 only") == true, "\(String(describing: refusal))")
+            #expect(plaintext.receive() == nil)
+            #expect(Int(try network.b.cli(["plugins", "call", "tcp-transport", "violations"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 >= 10)
             try network.expectServes()
         }
 
@@ -311,7 +333,7 @@ extension ProcessSuites {
             defer { try? FileManager.default.removeItem(atPath: work) }
             let plugins = try BuiltinHost.pluginsDirectory(in: work, serviceType: BuiltinHost.serviceType())
             let name = String(repeating: "ü", count: 40) + "の端末"
-            let host = try BackgroundCLI(["run", "--plugins-dir", plugins, "--socket", "\(work)/h.sock", "--receive-dir", "\(work)/in", "--name", name, "--id", "long-1"])
+            let host = try BackgroundCLI(["run", "--plugins-dir", plugins, "--socket", "\(work)/h.sock", "--receive-dir", "\(work)/in", "--name", name, "--state-dir", "\(work)/state"])
             let lines = host.waitForLine(containing: "host running")
             #expect(lines.last?.contains("host running") == true, "\(lines.suffix(20))")
             #expect(try CLI.run(["plugins", "info", "mdns-discovery", "--socket", "\(work)/h.sock"]).stdout.contains("running"))

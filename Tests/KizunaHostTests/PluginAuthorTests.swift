@@ -72,7 +72,7 @@ extension ProcessSuites {
             let plugins = "\(work)/plugins"
             try FileManager.default.createDirectory(atPath: plugins, withIntermediateDirectories: true)
             let socket = "\(work)/host.sock"
-            let host = try BackgroundCLI(["run", "--plugins-dir", plugins, "--socket", socket], limit: 120)
+            let host = try BackgroundCLI(["run", "--plugins-dir", plugins, "--socket", socket, "--state-dir", "\(plugins)/state"], limit: 120)
             defer { _ = host.terminate() }
             #expect(host.waitForLine(containing: "host running").last?.contains("0 plugin(s)") == true)
             for file in ["lan-beacon.toml", "libLanBeacon.so"] {

@@ -77,7 +77,13 @@ public struct ConformanceSuite: Sendable {
         } catch {
             return CheckResult(id: id, status: .skipped, message: "the library does not load (see library.loads): \(error.message)", seconds: 0)
         }
-        var subject = PluginSubject(name: manifest.name, kind: manifest.kind, settings: manifest.settings, provides: manifest.provides) { [manifest] in
+        var subject = PluginSubject(
+            name: manifest.name, kind: manifest.kind, settings: manifest.settings, provides: manifest.provides,
+            identities: {
+                let identity = DeviceIdentity.ephemeral()
+                return (identity.peerID, identity.credentials)
+            }
+        ) { [manifest] in
             try library.makePlugin(for: manifest)
         }
         if let transport, manifest.kind != .transport, manifest.requiredKinds.contains(.transport) || manifest.kind == .fileTransfer || manifest.kind == .streaming {

@@ -8,6 +8,11 @@ public struct ControlRequest: Sendable, Codable, Hashable {
         /// Subsystems: found peers; send a file (`argument` the path, `arguments` the peer);
         /// stream to a peer (`argument`; then binary chunks, see ``ControlServer``); watch.
         case peers, send, stream, watch
+        /// Identity and trust: this host's id; pair with a peer (`argument`; streamed: the
+        /// code, then the result); the pairing requests waiting; answer one (`argument`
+        /// the request, `arguments` ["accept"] or ["refuse"]); the trusted peers; stop
+        /// trusting one (`argument`).
+        case identity, pair, pairings, answerPairing, trusted, untrust
     }
 
     public var command: Command
@@ -47,11 +52,19 @@ public struct ControlResponse: Sendable, Codable, Hashable {
     public var progress: TransferProgress?
     /// For `stream` and `watch`: the stream, once it starts, and its figures when it ends.
     public var stream: StreamReport?
+    /// For `identity`.
+    public var identity: IdentityReport?
+    /// For `pair`: the code to compare (first line); `pairings`: the requests waiting.
+    public var pairing: PairingRequest?
+    public var pairings: [PairingRequest]?
+    /// For `trusted`, `peers` (which of them are trusted), `untrust` and a finished `pair`.
+    public var trusted: [TrustedPeer]?
 
     public init(
         ok: Bool, error: String? = nil, plugins: [PluginInfo]? = nil, plugin: PluginInfo? = nil, status: HostStatus? = nil,
         event: HostEvent? = nil, missedEvents: Int? = nil, actions: [PluginAction]? = nil, result: String? = nil,
-        peers: [Peer]? = nil, progress: TransferProgress? = nil, stream: StreamReport? = nil
+        peers: [Peer]? = nil, progress: TransferProgress? = nil, stream: StreamReport? = nil, identity: IdentityReport? = nil,
+        pairing: PairingRequest? = nil, pairings: [PairingRequest]? = nil, trusted: [TrustedPeer]? = nil
     ) {
         self.ok = ok
         self.error = error
@@ -65,6 +78,10 @@ public struct ControlResponse: Sendable, Codable, Hashable {
         self.peers = peers
         self.progress = progress
         self.stream = stream
+        self.identity = identity
+        self.pairing = pairing
+        self.pairings = pairings
+        self.trusted = trusted
     }
 
     public static func failure(_ message: String) -> ControlResponse { ControlResponse(ok: false, error: message) }
@@ -85,6 +102,25 @@ public struct StreamReport: Sendable, Codable, Hashable {
         self.peer = peer
         self.frames = frames
         self.dropped = dropped
+    }
+}
+
+/// Who a host is, as `kizuna id` prints it.
+public struct IdentityReport: Sendable, Codable, Hashable {
+    /// The peer id, derived from the public key.
+    public var id: PeerID
+    /// The SHA-256 of the certificate, colon-separated hex.
+    public var fingerprint: String
+    public var name: String?
+
+    public init(id: PeerID, fingerprint: String, name: String? = nil) {
+        self.id = id
+        self.fingerprint = fingerprint
+        self.name = name
+    }
+
+    public init(_ identity: DeviceIdentity, name: String? = nil) {
+        self.init(id: identity.peerID, fingerprint: identity.certificateFingerprint, name: name)
     }
 }
 

@@ -116,6 +116,7 @@ public final class ControlServer: Sendable {
         case .send: return send(request, over: connection)
         case .stream: return stream(request, over: connection)
         case .watch: return watch(over: connection)
+        case .pair: return pair(request, over: connection)
         default: break
         }
         let host = host
@@ -133,8 +134,24 @@ public final class ControlServer: Sendable {
             switch request.command {
             case .list: return ControlResponse(ok: true, plugins: try await host.list())
             case .status: return ControlResponse(ok: true, status: try await host.status())
-            case .events, .send, .stream, .watch: return .failure("\(request.command.rawValue) is streamed, not answered")
-            case .peers: return ControlResponse(ok: true, peers: host.peers())
+            case .events, .send, .stream, .watch, .pair: return .failure("\(request.command.rawValue) is streamed, not answered")
+            case .peers: return ControlResponse(ok: true, peers: host.peers(), trusted: host.configuration.trust.all)
+            case .identity: return ControlResponse(ok: true, identity: IdentityReport(host.configuration.identity, name: host.configuration.hostName))
+            case .pairings: return ControlResponse(ok: true, pairings: host.pairing.waiting)
+            case .answerPairing:
+                guard let id = request.argument, let answer = request.arguments?.first, ["accept", "refuse"].contains(answer) else {
+                    return .failure("'answerPairing' needs a request id and 'accept' or 'refuse'")
+                }
+                guard host.pairing.answer(id, accept: answer == "accept") else {
+                    let waiting = host.pairing.waiting
+                    return .failure(
+                        "no pairing request '\(id)' waits; \(waiting.isEmpty ? "none waits now" : "waiting: \(waiting.map(\.id).joined(separator: ", "))") (`kizuna pair --pending` lists them)")
+                }
+                return ControlResponse(ok: true, result: answer == "accept" ? "accepted" : "refused")
+            case .trusted: return ControlResponse(ok: true, trusted: host.configuration.trust.all)
+            case .untrust:
+                guard let peer = request.argument else { return .failure("'untrust' needs a peer") }
+                return ControlResponse(ok: true, trusted: [try host.untrust(peer)])
             case .actions:
                 guard let name = request.argument else { return .failure("'actions' needs a plugin name") }
                 return ControlResponse(ok: true, actions: try await host.actions(name))
@@ -158,7 +175,7 @@ public final class ControlServer: Sendable {
                 return ControlResponse(ok: true, plugin: plugin)
             }
         } catch {
-            return .failure(error.description)
+            return .failure("\(error)")
         }
     }
 
@@ -190,6 +207,26 @@ extension ControlServer {
                 try await host.send(path: path, to: peer) { progress in connection.encode(ControlResponse(ok: true, progress: progress)) }
             }
             response = ControlResponse(ok: true, result: "done", progress: done)
+        } catch {
+            response = .failure("\(error)")
+        }
+        connection.encode(response)
+    }
+
+    /// `pair`: a first line with the code to compare once the peer's key is proven, then
+    /// the peer now trusted, or why not.
+    private func pair(_ request: ControlRequest, over connection: LineSocket) {
+        guard let peer = request.argument else {
+            connection.encode(ControlResponse.failure("'pair' needs a peer"))
+            return
+        }
+        let host = host
+        let response: ControlResponse
+        do {
+            let trusted = try host.runtime.handle.blockOn {
+                try await host.pair(with: peer) { request in connection.encode(ControlResponse(ok: true, pairing: request)) }
+            }
+            response = ControlResponse(ok: true, result: "paired", trusted: [trusted])
         } catch {
             response = .failure("\(error)")
         }

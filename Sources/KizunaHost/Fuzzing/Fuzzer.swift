@@ -21,13 +21,16 @@ public struct Fuzzer: Sendable {
         case controlRequest
         /// The host's check of a plugin library's ELF headers (``ELFCheck``).
         case libraryHeader
+        /// The host's decoder of pairing messages from peers.
+        case pairingMessage
 
-        /// `manifest`, `control-request`, `library-header`, or a library path.
+        /// `manifest`, `control-request`, `library-header`, `pairing-message`, or a library path.
         public init(_ text: String) {
             switch text {
             case "manifest": self = .manifest
             case "control-request": self = .controlRequest
             case "library-header": self = .libraryHeader
+            case "pairing-message": self = .pairingMessage
             default: self = .library(path: text)
             }
         }
@@ -38,6 +41,7 @@ public struct Fuzzer: Sendable {
             case .manifest: "manifest"
             case .controlRequest: "control-request"
             case .libraryHeader: "library-header"
+            case .pairingMessage: "pairing-message"
             }
         }
     }
@@ -105,6 +109,8 @@ public struct Fuzzer: Sendable {
             return { bytes in _ = try? JSONDecoder().decode(ControlRequest.self, from: Data(buffer: bytes)) }
         case .libraryHeader:
             return { bytes in _ = ELFCheck.problem(in: Array(bytes)) }
+        case .pairingMessage:
+            return { bytes in fuzzPairingMessage(Array(bytes)) }
         case .library(let path):
             guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) else {
                 throw FuzzError("cannot open \(path): \(dlerror().map { String(cString: $0) } ?? "unknown error")")

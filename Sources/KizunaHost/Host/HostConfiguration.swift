@@ -36,8 +36,14 @@ public struct HostConfiguration: Sendable {
     public var probeTimeout: Duration
     /// Probe every library again, ignoring remembered results.
     public var probeAgain: Bool
-    /// The host's identity on the network; a fresh random one unless set.
-    public var hostID: PeerID
+    /// The host's key pair and certificate; `kizuna run` loads it from the state directory
+    /// (``DeviceIdentity/loadOrCreate(in:)``); a fresh one in memory unless set.
+    public var identity: DeviceIdentity
+    /// The peers this host trusts; `kizuna run` opens the state directory's; an empty one
+    /// in memory unless set.
+    public var trust: TrustStore
+    /// The host's identity on the network, derived from its public key.
+    public var hostID: PeerID { identity.peerID }
     /// The host's name for people; the machine's host name unless set.
     public var hostName: String
     /// Settings given to every plugin of a kind, over those of its manifest (how
@@ -58,7 +64,8 @@ public struct HostConfiguration: Sendable {
         probeExecutable: String?? = nil,
         probeTimeout: Duration = .seconds(10),
         probeAgain: Bool = false,
-        hostID: PeerID? = nil,
+        identity: DeviceIdentity? = nil,
+        trust: TrustStore? = nil,
         hostName: String? = nil,
         settingsByKind: [PluginKind: [String: SettingValue]] = [:]
     ) {
@@ -76,15 +83,10 @@ public struct HostConfiguration: Sendable {
         self.probeExecutable = probeExecutable ?? (access(installed, X_OK) == 0 ? installed : nil)
         self.probeTimeout = probeTimeout
         self.probeAgain = probeAgain
-        self.hostID = hostID ?? PeerID(Self.randomIdentifier())
+        self.identity = identity ?? DeviceIdentity.ephemeral()
+        self.trust = trust ?? TrustStore()
         self.hostName = hostName ?? ProcessInfo.processInfo.hostName
         self.settingsByKind = settingsByKind
-    }
-
-    /// 16 random hexadecimal digits.
-    static func randomIdentifier() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return String(generator.next() as UInt64, radix: 16).leftPadded(to: 16)
     }
 
     /// Every directory searched for manifests, in order.
@@ -103,8 +105,13 @@ public struct HostConfiguration: Sendable {
     ///   this user's, or others can write it (a copy of a plugin library there would be
     ///   theirs to change).
     public func prepareStateDirectory() throws {
+        try Self.prepareStateDirectory(stateDirectory)
+    }
+
+    /// Creates `path` owner-only (0700) if it is missing, or checks that it is.
+    public static func prepareStateDirectory(_ path: String) throws {
         do {
-            try StateDirectory.makePrivateDirectory(stateDirectory)
+            try StateDirectory.makePrivateDirectory(path)
         } catch {
             throw HostConfigurationError(description: "the state directory \(error)")
         }
@@ -124,10 +131,24 @@ public struct HostConfiguration: Sendable {
     }
 }
 
-extension String {
-    fileprivate func leftPadded(to width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
+/// Holds a state directory for one host: two hosts sharing one would share an identity.
+/// Released when the process ends (or this is dropped).
+public final class StateDirectoryLock: Sendable {
+    private let fd: Int32
+
+    /// - Throws: ``HostConfigurationError`` if another process holds the lock.
+    public init(_ stateDirectory: String) throws {
+        let path = stateDirectory + "/lock"
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw HostConfigurationError(description: "cannot open \(path): \(String(cString: strerror(errno)))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw HostConfigurationError(
+                description: "another Kizuna host is running with the state directory \(stateDirectory) (it holds \(path)); give each host its own with --state-dir DIR")
+        }
     }
+
+    deinit { close(fd) }
 }
 
 /// A host configuration that cannot be used, and the fix.

@@ -13,11 +13,15 @@ extension KizunaHost {
         state.peers.values.sorted { ($0.name, $0.id.rawValue) < ($1.name, $1.id.rawValue) }
     }
 
-    /// The peer `text` names: its id, its name, or a unique prefix of its id.
+    /// The peer `text` names: its id, its name, or a unique prefix of its id (typed in any
+    /// case, with or without dashes).
     public nonisolated func peer(named text: String) throws(SubsystemError) -> Peer {
         let known = peers()
         if let exact = known.first(where: { $0.id.rawValue == text }) { return exact }
-        let matches = known.filter { $0.name == text || $0.id.rawValue.hasPrefix(text) }
+        let typed = PeerID.normalized(text)
+        let matches = known.filter { peer in
+            peer.name == text || typed.map { !$0.isEmpty && (PeerID.normalized(peer.id.rawValue) ?? "").hasPrefix($0) } ?? false
+        }
         if matches.count == 1 { return matches[0] }
         let list = known.isEmpty ? "no peer has been found yet (is a discovery plugin running? `kizuna peers` lists them)" : "known peers: \(known.map { "\($0.id) (\($0.name))" }.joined(separator: ", "))"
         if matches.isEmpty { throw SubsystemError("no peer matches '\(text)'; \(list)") }
@@ -39,6 +43,31 @@ extension KizunaHost {
             throw SubsystemError("no streaming plugin is running; load one with `kizuna plugins load streaming`")
         }
         return try await plugin.stream(frames, to: try self.peer(named: peer))
+    }
+
+    /// Asks `peer` to pair: `shown` gets the code to compare as soon as the peer's key is
+    /// proven; returns once the other user accepted and both hosts trust each other.
+    public func pair(with peer: String, shown: @escaping @Sendable (PairingRequest) -> Void) async throws -> TrustedPeer {
+        let found = try self.peer(named: peer)
+        guard case .transport(let transport)? = subsystem(.transport) else {
+            throw SubsystemError("no transport plugin is running; load one with `kizuna plugins load tcp-transport`")
+        }
+        return try await pairing.pair(with: found, over: transport, shown: shown)
+    }
+
+    /// Stops trusting the peer `text` names (a trusted peer's id, a unique prefix of it, or
+    /// its name); returns it.
+    public nonisolated func untrust(_ text: String) throws -> TrustedPeer {
+        let trusted = configuration.trust.all
+        let typed = PeerID.normalized(text) ?? ""
+        let matches = trusted.filter { $0.name == text || (!typed.isEmpty && (PeerID.normalized($0.id.rawValue) ?? "").hasPrefix(typed)) }
+        guard matches.count == 1 else {
+            let list = trusted.isEmpty ? "this host trusts no peer" : "trusted: \(trusted.map { "\($0.id.short) (\($0.name))" }.joined(separator: ", "))"
+            throw SubsystemError(matches.isEmpty ? "no trusted peer matches '\(text)'; \(list)" : "'\(text)' matches \(matches.count) trusted peers; give more of the id. \(list)")
+        }
+        try configuration.trust.remove(matches[0].id)
+        events.publish(.peerUntrusted(matches[0].id))
+        return matches[0]
     }
 
     /// A viewer of incoming streams, from the running streaming plugin.

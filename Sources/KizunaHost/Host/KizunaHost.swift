@@ -17,6 +17,8 @@ public actor KizunaHost {
     public nonisolated let state = SharedState()
     /// The host's event bus; every shared-state change is published on it.
     public nonisolated let events: EventBus
+    /// Pairing requests to and from peers (service `pairing` on the transport).
+    public nonisolated let pairing: PairingService
     private let search: PluginSearch
     private let logger: Logger
     /// The private copies every library is mapped from.
@@ -51,6 +53,7 @@ public actor KizunaHost {
         self.configuration = configuration
         runtime = try AsyncRuntime(configuration: configuration.runtime)
         events = EventBus(capacity: 4096, state: state)
+        pairing = PairingService(me: configuration.hostID, name: configuration.hostName, trust: configuration.trust, events: events)
         search = PluginSearch(directories: configuration.manifestDirectories, installDirectory: configuration.installDirectory)
         logger = Logger(label: "kizuna.host")
         images = PluginImageStore(stateDirectory: configuration.stateDirectory)
@@ -249,6 +252,7 @@ public actor KizunaHost {
             state: state, settings: settings, logger: Logger(label: "kizuna.plugin.\(manifest.name)"),
             transport: transport, inbound: loaded.inbound,
             router: { [weak self] connection in await self?.route(connection) },
+            credentials: manifest.kind == .transport ? configuration.identity.credentials : nil, trust: configuration.trust.view,
             onReady: { [ready = loaded.ready, settled = loaded.startSettled] in
                 ready.signal()
                 settled.signal()
@@ -417,6 +421,11 @@ public actor KizunaHost {
     /// waiting as its queue holds. Never waits, so a flood of connections cannot stall the
     /// host.
     private func route(_ connection: any Connection) async {
+        if connection.service == PairingService.service {
+            let pairing = pairing
+            if (try? runtime.handle.spawn(name: "pairing", { await pairing.serve(connection) })) == nil { await connection.close() }
+            return
+        }
         let target = plugins.values.first {
             $0.state == .running && Self.kindsTakingInbound.contains($0.manifest.kind) && $0.manifest.provides.contains(connection.service)
         }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import CoreFoundation
 import Glibc
 
 /// Which file is at a path: device, inode, size and modification time (to the nanosecond).
@@ -150,39 +151,11 @@ struct PluginImageStore: Sendable {
         return status.st_mode & S_IFMT == S_IFREG && status.st_uid == getuid() && status.st_mode & 0o022 == 0 && Int64(status.st_size) == size
     }
 
-    /// Writes the copy: a temporary file in the same folder, flushed, made read-only and
-    /// renamed into place, so no one ever sees half a copy.
+    /// Writes the copy, read-only, as no one ever sees half a copy.
     private func write(_ bytes: [UInt8], to copy: String) throws(StateDirectoryError) {
-        let folder = (copy as NSString).deletingLastPathComponent
         try StateDirectory.makePrivateDirectory(directory)
-        try StateDirectory.makePrivateDirectory(folder)
-        let temporary = "\(folder)/.incoming-\(getpid())-\(UInt32.random(in: 0 ... .max))"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else { throw StateDirectoryError(path: temporary, errno) }
-        var written = 0
-        while written < bytes.count {
-            let count = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, $0.count - written) }
-            if count < 0, errno == EINTR { continue }
-            guard count > 0 else {
-                let error = errno
-                close(fd)
-                unlink(temporary)
-                throw StateDirectoryError(path: temporary, error)
-            }
-            written += count
-        }
-        guard fchmod(fd, 0o500) == 0, fsync(fd) == 0 else {
-            let error = errno
-            close(fd)
-            unlink(temporary)
-            throw StateDirectoryError(path: temporary, error)
-        }
-        close(fd)
-        guard rename(temporary, copy) == 0 else {
-            let error = errno
-            unlink(temporary)
-            throw StateDirectoryError(path: copy, error)
-        }
+        try StateDirectory.makePrivateDirectory((copy as NSString).deletingLastPathComponent)
+        try StateDirectory.writeFile(bytes, to: copy, mode: 0o500)
     }
 
     /// Removes the copies that no remembered file names, no loaded plugin uses, and that
@@ -304,6 +277,66 @@ enum StateDirectory {
         guard status.st_mode & 0o022 == 0 else {
             throw StateDirectoryError(path: path, "can be written by others (mode \(String(status.st_mode & 0o777, radix: 8))); make it owner-only with `chmod 700 \(path)`")
         }
+    }
+}
+
+extension StateDirectory {
+    /// Writes `bytes` to `path` atomically: a temporary file in the same folder, given
+    /// `mode`, flushed and renamed into place, so no one ever sees half a file.
+    static func writeFile(_ bytes: [UInt8], to path: String, mode: mode_t = 0o600) throws(StateDirectoryError) {
+        let folder = (path as NSString).deletingLastPathComponent
+        let temporary = "\(folder)/.incoming-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw StateDirectoryError(path: temporary, errno) }
+        func fail(_ error: Int32) -> StateDirectoryError {
+            close(fd)
+            unlink(temporary)
+            return StateDirectoryError(path: temporary, error)
+        }
+        var written = 0
+        while written < bytes.count {
+            let count = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, $0.count - written) }
+            if count < 0, errno == EINTR { continue }
+            guard count > 0 else { throw fail(errno) }
+            written += count
+        }
+        guard fchmod(fd, mode) == 0, fsync(fd) == 0 else { throw fail(errno) }
+        close(fd)
+        guard rename(temporary, path) == 0 else {
+            let error = errno
+            unlink(temporary)
+            throw StateDirectoryError(path: path, error)
+        }
+    }
+
+    /// The bytes of the owner-only file at `path`, or nil if there is none.
+    /// - Throws: if it is a link or not a regular file, is not this user's, others may
+    ///   read it, it is over `maxBytes`, or it cannot be read; each with the fix.
+    static func readPrivateFile(_ path: String, maxBytes: Int = 1 << 20) throws(StateDirectoryError) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+        if fd < 0 {
+            if errno == ENOENT { return nil }
+            if errno == ELOOP { throw StateDirectoryError(path: path, "is a symbolic link; the host keeps only its own files here. Move it away") }
+            throw StateDirectoryError(path: path, errno)
+        }
+        defer { close(fd) }
+        var status = stat()
+        guard fstat(fd, &status) == 0 else { throw StateDirectoryError(path: path, errno) }
+        guard status.st_mode & S_IFMT == S_IFREG else { throw StateDirectoryError(path: path, "is not a regular file (\(PluginImageStore.fileType(status.st_mode))); move it away") }
+        guard status.st_uid == getuid() else { throw StateDirectoryError(path: path, "belongs to user \(status.st_uid), not to this user (\(getuid())); move it away") }
+        guard status.st_mode & 0o077 == 0 else {
+            throw StateDirectoryError(path: path, "can be read or written by others (mode \(String(status.st_mode & 0o777, radix: 8))); make it owner-only with `chmod 600 \(path)`")
+        }
+        guard status.st_size <= maxBytes else { throw StateDirectoryError(path: path, "is \(status.st_size) bytes, more than the \(maxBytes) it can be; move it away") }
+        var bytes = [UInt8](repeating: 0, count: Int(status.st_size))
+        var done = 0
+        while done < bytes.count {
+            let count = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + done, $0.count - done) }
+            if count < 0, errno == EINTR { continue }
+            guard count > 0 else { throw StateDirectoryError(path: path, count == 0 ? "was cut short while it was read" : String(cString: strerror(errno))) }
+            done += count
+        }
+        return bytes
     }
 }
 

@@ -13,6 +13,12 @@ public enum HostEvent: Sendable, Hashable, Codable {
     case streamEnded(id: String, peer: PeerID)
     /// A plugin moved to a new lifecycle state.
     case pluginStateChanged(name: String, state: PluginState)
+    /// A peer asks to pair; this host's user compares the code and answers.
+    case pairingRequested(PairingRequest)
+    /// This host now trusts the peer (a pairing was accepted on both sides).
+    case peerTrusted(id: PeerID, name: String)
+    /// This host no longer trusts the peer (`kizuna trust remove`).
+    case peerUntrusted(PeerID)
 
     /// A one-line description for logs and `kizuna events`.
     public var summary: String {
@@ -28,6 +34,10 @@ public enum HostEvent: Sendable, Hashable, Codable {
         case .streamStarted(let id, let peer): "stream \(id) started with \(peer)"
         case .streamEnded(let id, let peer): "stream \(id) ended with \(peer)"
         case .pluginStateChanged(let name, let state): "plugin \(name): \(state)"
+        case .pairingRequested(let request):
+            "pairing \(request.id) requested by \(request.peer.short) (\(request.name)), code \(request.code): compare it, then `kizuna pair accept \(request.id)` or `kizuna pair refuse \(request.id)`"
+        case .peerTrusted(let id, let name): "peer trusted: \(id.short) (\(name))"
+        case .peerUntrusted(let id): "peer no longer trusted: \(id.short)"
         }
     }
 }
@@ -113,7 +123,7 @@ public final class SharedState: Sendable {
             case .connectionDown(let info): tables.connections[info.id] = nil
             case .transferOffered(let progress), .transferProgress(let progress): tables.transfers[progress.id] = progress
             case .transferDone(let progress), .transferFailed(let progress, _): tables.transfers[progress.id] = nil
-            case .streamStarted, .streamEnded: break
+            case .streamStarted, .streamEnded, .pairingRequested, .peerTrusted, .peerUntrusted: break
             case .pluginStateChanged(let name, let state): tables.plugins[name] = state
             }
         }

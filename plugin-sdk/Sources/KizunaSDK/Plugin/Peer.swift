@@ -1,4 +1,6 @@
-/// A host's identity on the network: stable for the host's lifetime, unique among peers.
+/// A host's identity on the network, derived from its public key (see
+/// ``init(publicKeyDigest:)``): the same across restarts, unique among peers. Encoded as a
+/// plain string.
 public struct PeerID: Sendable, Hashable, Codable, CustomStringConvertible, ExpressibleByStringLiteral {
     /// The identifier's text.
     public let rawValue: String
@@ -6,6 +8,12 @@ public struct PeerID: Sendable, Hashable, Codable, CustomStringConvertible, Expr
     /// Creates an identifier from its text.
     public init(_ rawValue: String) { self.rawValue = rawValue }
     public init(stringLiteral value: String) { rawValue = value }
+
+    public init(from decoder: any Decoder) throws { rawValue = try decoder.singleValueContainer().decode(String.self) }
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
+    }
 
     public var description: String { rawValue }
 }

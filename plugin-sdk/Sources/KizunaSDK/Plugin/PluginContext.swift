@@ -1,6 +1,7 @@
 /// Who the host is, as plugins announce it to peers.
 public struct HostIdentity: Sendable {
-    /// The host's identity on the network, stable while it runs.
+    /// The host's identity on the network, derived from its public key: the same across
+    /// restarts, and proven to peers by the transport.
     public var id: PeerID
     /// A name for people (by default the machine's host name).
     public var name: String
@@ -45,6 +46,13 @@ public final class PluginContext: Sendable {
     public let transport: (any TransportPlugin)?
     /// Connections peers opened for this plugin's services, delivered by the host.
     public let inbound: BoundedChannel<any Connection>
+    /// The host's certificate and key, for transport plugins only (nil for the others): a
+    /// transport proves the host's id with them and derives each peer's id from the key the
+    /// peer proves it holds.
+    public let credentials: HostCredentials?
+    /// Which peers this host trusts (paired with `kizuna pair`). Accept nothing from an
+    /// untrusted peer silently.
+    public let trust: PeerTrust
     private let router: @Sendable (any Connection) async -> Void
     private let onReady: @Sendable () -> Void
 
@@ -53,7 +61,7 @@ public final class PluginContext: Sendable {
         name: String, host: HostIdentity, runtime: RuntimeHandle, shutdown: ShutdownSubscription, events: EventBus, state: SharedState,
         settings: PluginSettings, logger: Logger, transport: (any TransportPlugin)?,
         inbound: BoundedChannel<any Connection>, router: @escaping @Sendable (any Connection) async -> Void,
-        onReady: @escaping @Sendable () -> Void = {}
+        credentials: HostCredentials? = nil, trust: PeerTrust = .nobody, onReady: @escaping @Sendable () -> Void = {}
     ) {
         self.name = name
         self.host = host
@@ -66,6 +74,8 @@ public final class PluginContext: Sendable {
         self.transport = transport
         self.inbound = inbound
         self.router = router
+        self.credentials = credentials
+        self.trust = trust
         self.onReady = onReady
     }
 

@@ -21,9 +21,11 @@ public final class CheckEnvironment: Sendable {
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     }
 
-    /// A new test host.
+    /// A new test host. The hosts of one check trust each other, as paired hosts do.
     public func host(_ name: String) -> TestHost {
-        let host = TestHost(name: name, runtime: runtime, unclaimed: unclaimed)
+        let hosts = hosts
+        let trust = PeerTrust { peer in hosts.get().contains { $0.identity.id == peer } }
+        let host = TestHost(name: name, runtime: runtime, unclaimed: unclaimed, identity: subject.identities?(), trust: trust)
         hosts.update { $0.append(host) }
         return host
     }

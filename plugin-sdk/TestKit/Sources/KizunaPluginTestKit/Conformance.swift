@@ -76,11 +76,18 @@ public struct PluginSubject: Sendable {
     /// The transport to run it over, for plugins that need one (file transfer, streaming,
     /// and discovery plugins that announce a transport's port).
     public var transport: TransportSubject?
+    /// Makes an identity for each test host: a peer id and the certificate and key that
+    /// prove it (``PluginContext/credentials``), for transports that authenticate hosts,
+    /// such as the built-in TLS one. Without it, test hosts have random ids and give
+    /// transports no credentials. (`kizuna conformance` gives each host a fresh key pair.)
+    public var identities: (@Sendable () -> (id: PeerID, credentials: HostCredentials))?
 
     public init(
         name: String, kind: PluginKind, settings: PluginSettings = PluginSettings(), provides: [String] = [],
-        transport: TransportSubject? = nil, make: @escaping @Sendable () throws -> PluginObject
+        transport: TransportSubject? = nil, identities: (@Sendable () -> (id: PeerID, credentials: HostCredentials))? = nil,
+        make: @escaping @Sendable () throws -> PluginObject
     ) {
+        self.identities = identities
         self.name = name
         self.kind = kind
         self.settings = settings

@@ -18,13 +18,24 @@ public final class TestHost: Sendable {
     /// Inbound connections no plugin of this host serves.
     public let unclaimed: BoundedChannel<any Connection>
     let runtime: RuntimeHandle
+    /// What its transports prove its id with, if it was given an identity.
+    let credentials: HostCredentials?
+    /// Which peers its plugins are told they trust.
+    let trust: PeerTrust
     private let plugins = Locked<[HostedPlugin]>([])
 
     /// Creates a host named `name` whose plugins run on `runtime`; inbound connections no
-    /// plugin serves go to `unclaimed` (which several hosts may share).
-    public init(name: String, runtime: RuntimeHandle, unclaimed: BoundedChannel<any Connection> = BoundedChannel(capacity: 64)) {
+    /// plugin serves go to `unclaimed` (which several hosts may share). With `identity`,
+    /// its id is that one and its transports get the credentials; else its id is random.
+    /// Its plugins trust the peers `trust` names.
+    public init(
+        name: String, runtime: RuntimeHandle, unclaimed: BoundedChannel<any Connection> = BoundedChannel(capacity: 64),
+        identity given: (id: PeerID, credentials: HostCredentials)? = nil, trust: PeerTrust = .nobody
+    ) {
         self.unclaimed = unclaimed
-        identity = HostIdentity(id: PeerID("\(name)-\(UUID().uuidString.prefix(8).lowercased())"), name: name, version: SDKInfo.version)
+        self.trust = trust
+        credentials = given?.credentials
+        identity = HostIdentity(id: given?.id ?? PeerID("\(name)-\(UUID().uuidString.prefix(8).lowercased())"), name: name, version: SDKInfo.version)
         self.runtime = runtime
         events = EventBus(capacity: 4096, state: state)
     }
@@ -43,7 +54,7 @@ public final class TestHost: Sendable {
             events: events.view(), state: state, settings: settings, logger: Logger(label: "kizuna.test.\(name)"),
             transport: object.kind == .transport ? nil : transport,
             inbound: hosted.inbound, router: { [weak self] connection in await self?.route(connection) },
-            onReady: { [ready = hosted.ready] in ready.signal() })
+            credentials: object.kind == .transport ? credentials : nil, trust: trust, onReady: { [ready = hosted.ready] in ready.signal() })
         let plugin = object.plugin
         hosted.run = try hosted.scope.spawn(name: "\(name).run") { try await plugin.run(context: context) }
         plugins.update { $0.append(hosted) }
