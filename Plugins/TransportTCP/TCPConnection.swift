@@ -125,13 +125,13 @@ final class TCPConnection: Connection {
                             if inbound, connection == nil || error is FramingError || error is ByteToMessageDecoderError {
                                 server.admission.violations.add(1, ordering: .relaxed)
                             }
-                            if let connection, case NIOSSLError.uncleanShutdown? = error as? NIOSSLError {
-                                // The peer's socket closed without TLS's close_notify (it crashed
-                                // or was killed): an end of the stream, as a plain close was
-                                // before TLS, not a failure of this host's.
-                                _ = connection
-                            } else if let connection {
-                                connection.failure.withLock { $0 = $0 ?? TransportError("the connection to \(connection.peer) failed: \(error)") }
+                            if let connection {
+                                // A socket closed without TLS's close_notify (the peer crashed or
+                                // was killed) is an end of the stream, as a plain close was
+                                // before TLS, not a failure.
+                                if case NIOSSLError.uncleanShutdown? = error as? NIOSSLError {} else {
+                                    connection.failure.withLock { $0 = $0 ?? TransportError("the connection to \(connection.peer) failed: \(error)") }
+                                }
                             } else {
                                 result.resume(throwing: raw.isActive ? error : TransportError("handshake failed: \(error) (or it took longer than \(timeout))"))
                             }

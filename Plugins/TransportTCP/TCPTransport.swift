@@ -152,7 +152,6 @@ final class TCPTransport: TransportPlugin {
             throw TransportError("cannot connect to \(address): \(error)")
         }
         let hello = Handshake.Hello(id: server.context.host.id.rawValue, name: server.context.host.name, service: service)
-        let raw = channel.channel
         let handshake = TCPConnection.Handshake(
             opening: { outbound in try await outbound.write(Handshake.encode(hello)) },
             answer: { reply, _ in
@@ -183,8 +182,7 @@ final class TCPTransport: TransportPlugin {
 
     private static func accept(_ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, proof: PeerProof, server: Server) async {
         let me = server.context.host.id.rawValue
-        let raw = channel.channel
-        let from = raw.remoteAddress?.description ?? "unknown"
+        let from = channel.channel.remoteAddress?.description ?? "unknown"
         let handshake = TCPConnection.Handshake(answer: { first, outbound in
             let hello: Handshake.Hello
             let proven: PeerID

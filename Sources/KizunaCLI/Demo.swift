@@ -118,7 +118,6 @@ final class DemoHost: @unchecked Sendable {
         let state = "\(work)/\(name)-state"
         socket = "\(work)/\(name).sock"
         receiveDirectory = "\(work)/\(name)-received"
-        try HostConfiguration.prepareStateDirectory(state)
         id = try DeviceIdentity.loadOrCreate(in: state).peerID.rawValue
         process.executableURL = URL(fileURLWithPath: CommandLine.executablePath)
         process.arguments = [

@@ -16,7 +16,6 @@ struct IdentityCommand: ParsableCommand {
         let state = stateDir.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? HostConfiguration.defaultStateDirectory
         let identity: DeviceIdentity
         do {
-            try HostConfiguration.prepareStateDirectory(state)
             identity = try DeviceIdentity.loadOrCreate(in: state)
         } catch {
             throw CommandFailure("\(error)")

@@ -296,6 +296,7 @@ extension ProcessSuites {
 
             // The detector works: the file's first 256 KiB sent in the clear are seen.
             let control = try LoopbackCapture()
+            defer { control.stop() }  // also when a step below fails
             let peers = try JSONDecoder().decode([Peer].self, from: Data(try network.a.cli(["peers", "--json"]).stdout.utf8))
             let port = try #require(peers.first { $0.id.rawValue == network.b.id }?.addresses.first?.port)
             let clear = try RawTransportClient(port: port)
@@ -308,6 +309,7 @@ extension ProcessSuites {
             #expect(try network.b.cli(["pair", "accept", request.id]).status == 0)
             #expect(asking.process.waitUntilExitOrKill() == 0)
             let capture = try LoopbackCapture()
+            defer { capture.stop() }
             let sent = try network.a.cli(["send", file, "--to", network.b.id])
             let captured = capture.stop()
             #expect(sent.status == 0, "\(sent.stderr)")
@@ -325,6 +327,7 @@ final class LoopbackCapture: @unchecked Sendable {
     private let lock = NSLock()
     private var bytes: [UInt8] = []
     private var running = true
+    private var stopped: [UInt8]?
     private let done = DispatchSemaphore(value: 0)
 
     init() throws {
@@ -345,12 +348,15 @@ final class LoopbackCapture: @unchecked Sendable {
         }.start()
     }
 
-    /// Stops and returns what was captured.
+    /// Stops (the first call) and returns what was captured.
+    @discardableResult
     func stop() -> [UInt8] {
+        if let stopped { return stopped }
         lock.withLock { running = false }
         done.wait()
         close(fd)
-        return lock.withLock { bytes }
+        stopped = lock.withLock { bytes }
+        return stopped!
     }
 
     /// How many 32-byte blocks of `contents` (at multiples of 32) appear anywhere in `captured`.

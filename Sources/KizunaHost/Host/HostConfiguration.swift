@@ -100,15 +100,10 @@ public struct HostConfiguration: Sendable {
         return NSTemporaryDirectory() + "kizuna-\(getuid()).sock"
     }
 
-    /// Creates the state directory owner-only (0700) if it is missing.
+    /// Creates the state directory `path` owner-only (0700) if it is missing.
     /// - Throws: an error saying what is wrong and the fix if it is not a directory of
-    ///   this user's, or others can write it (a copy of a plugin library there would be
+    ///   this user's, or others can write it (its identity and library copies would be
     ///   theirs to change).
-    public func prepareStateDirectory() throws {
-        try Self.prepareStateDirectory(stateDirectory)
-    }
-
-    /// Creates `path` owner-only (0700) if it is missing, or checks that it is.
     public static func prepareStateDirectory(_ path: String) throws {
         do {
             try StateDirectory.makePrivateDirectory(path)

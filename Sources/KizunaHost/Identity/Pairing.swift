@@ -22,6 +22,9 @@ public final class PairingService: Sendable {
     static let maxPending = 16
     /// How long a request waits for its answer.
     static let answerTimeout: Duration = .seconds(120)
+    /// How often the asked side says it is still waiting, so that neither transport closes
+    /// the connection as idle meanwhile (the built-in one closes it after 60 s of silence).
+    static let waitingInterval: Duration = .seconds(10)
     /// The largest pairing message accepted.
     static let maxMessageBytes = 4096
 
@@ -126,7 +129,12 @@ public final class PairingService: Sendable {
             waiting.answer(false)
         }
         defer { closed.cancel() }
-        let answered = await waiting.answered.subscribe().wait(within: Self.answerTimeout)
+        let deadline = ContinuousClock.now + Self.answerTimeout
+        var answered = false
+        while !answered, ContinuousClock.now < deadline {
+            answered = await waiting.answered.subscribe().wait(within: min(Self.waitingInterval, deadline - ContinuousClock.now))
+            if !answered { try? await connection.send(Message(type: "waiting").encoded()) }
+        }
         guard answered, waiting.accepted else {
             try? await connection.send(Message(type: "refused", reason: "the user of \(myName) did not accept").encoded())
             return
@@ -159,9 +167,10 @@ public final class PairingService: Sendable {
             switch reply.type {
             case "waiting": continue
             case "accepted":
-                try trust.trust(connection.peer, name: Message.displayName(reply.name ?? peer.name))
-                events.publish(.peerTrusted(id: connection.peer, name: Message.displayName(reply.name ?? peer.name)))
-                return TrustedPeer(id: connection.peer, name: Message.displayName(reply.name ?? peer.name), paired: Date())
+                let name = Message.displayName(reply.name ?? peer.name)
+                try trust.trust(connection.peer, name: name)
+                events.publish(.peerTrusted(id: connection.peer, name: name))
+                return TrustedPeer(id: connection.peer, name: name, paired: Date())
             case "refused": throw PairingError("\(Message.displayName(peer.name)) refused to pair: \(Message.displayName(reply.reason ?? "no reason given"))")
             default: throw PairingError("\(Message.displayName(peer.name)) answered '\(Message.displayName(reply.type))', which is no pairing answer")
             }
