@@ -14,7 +14,7 @@ let fixturePlugins = [
     "FixtureDiscovery", "FixtureTransport", "FixtureFileTransfer", "FixtureStreaming", "FixtureThrowing",
     "FixtureIgnoresShutdown", "FixtureNeverReturns", "FixtureWrongABI", "FixtureNoEntry", "FixtureOldSDK",
     "FixtureOtherCompiler", "FixtureForeignSDK", "FixtureCrashesInRun", "FixtureLeaksTasks", "FixtureFaultyTransport",
-    "FixtureNeverReady",
+    "FixtureNeverReady", "FixtureHogsBlockingPool",
 ]
 
 /// The built-in plugins: one folder each in Plugins/, one dynamic library each, with a

@@ -7,7 +7,9 @@ attack of issue 11, printed as it goes.
 Starts one host (accept = ask, so offers wait) with the built-in plugins on loopback,
 then, one after another, holds connections that never finish their handshake, holds
 handshaked connections that stream the largest messages without being read, leaves offers
-pending while pushing data behind them, and streams large frames nobody watches. After
+pending while pushing data behind them, streams large frames nobody watches, and leaves
+large messages unfinished. After the last it prints what the transport's own counter says
+it holds (action `held-bytes`, capped by `max-held-bytes`). After
 each it prints the host's resident memory (VmRSS) and its peak (VmHWM), and at the end
 checks that the host still answers `kizuna status`. Traffic goes to 127.0.0.1 only.
 
@@ -67,6 +69,10 @@ def main():
                 except OSError: pass
             return s
 
+        def figure(action):
+            out = subprocess.run([args.kizuna, "plugins", "call", "tcp-transport", action, "--socket", sock], capture_output=True, text=True, timeout=30)
+            return int(out.stdout.strip() or -1)
+
         def report(label, held):
             time.sleep(2)
             m = memory(host.pid)
@@ -119,6 +125,16 @@ def main():
         threads = [threading.Thread(target=push, args=(s, frame_payload)) for s in held]
         [t.start() for t in threads]; [t.join() for t in threads]
         report("4. 256 KiB frames nobody watches", len(held)); [s.close() for s in held]
+        # 5. Handshaked connections that announce a 1 MiB message, send 900 KiB of it and hold still.
+        held = []
+        for _ in range(args.connections):
+            try:
+                s = connect("file-transfer"); s.sendall(struct.pack(">I", 1 << 20) + bytes(900 << 10)); held.append(s)
+            except OSError: pass
+        report("5. unfinished 1 MiB messages", len(held))
+        print(f"   the transport holds {figure('held-bytes') >> 10} KiB of peers' messages (cap: max-held-bytes)")
+        [s.close() for s in held]
+        print(f"most the transport held at once: {figure('peak-held-bytes') >> 10} KiB")
         status = subprocess.run([args.kizuna, "status", "--socket", sock], capture_output=True, text=True, timeout=30)
         print(f"host still serves: {'yes' if status.returncode == 0 else 'NO: ' + status.stderr.strip()}; peak RSS {memory(host.pid)['VmHWM']} MiB")
         host.terminate(); host.wait(timeout=30)

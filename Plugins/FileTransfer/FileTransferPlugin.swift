@@ -15,10 +15,14 @@ final class BuiltinFileTransfer: FileTransferPlugin {
         let transport: any TransportPlugin
         let options: Options
         let offers = PendingOffers()
+        /// Disk space promised to the transfers being received.
+        let space = SpaceReservations()
         /// Numbers this host's outgoing transfers.
         let counter = Atomic<Int>(0)
         /// Outgoing bytes per second for each transfer; 0 for no limit.
         let rateLimit = Atomic<Int>(0)
+        /// Transfers ended because the peer broke the protocol.
+        let violations = Atomic<UInt64>(0)
 
         init(context: PluginContext, transport: any TransportPlugin, options: Options) {
             self.context = context
@@ -221,6 +225,12 @@ final class PendingOffers: Sendable {
 @_cdecl("kizuna_files_partial_bytes") public func kizunaFilesPartialBytes() -> UInt64 {
     guard let running = activeTransfers.withLock({ $0 }) else { return 0 }
     return UInt64(max(0, PartialFiles.sweep(running.options.receiveDirectory).bytes))
+}
+
+/// `violations`: transfers ended because the peer broke the protocol (a malformed or
+/// out-of-order message, names or sizes the offer may not have, data that contradicts it).
+@_cdecl("kizuna_files_violations") public func kizunaFilesViolations() -> UInt64 {
+    activeTransfers.withLock { $0 }?.violations.load(ordering: .relaxed) ?? 0
 }
 
 /// `pending`: the offers waiting for an answer, one per line (malloc'd; the host frees it).

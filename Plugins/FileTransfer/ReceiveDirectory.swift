@@ -1,7 +1,10 @@
 import CKizunaFiles
+import Crypto
 import Foundation
 import Glibc
 import KizunaBuiltinSupport
+import KizunaSDK
+import Synchronization
 
 /// A name a peer sent for a file or folder, checked and split on its UTF-8 bytes.
 ///
@@ -103,6 +106,21 @@ final class DirectoryDescriptor: Sendable {
         return folder
     }
 
+    /// The size of the partial file an earlier attempt left for `peerPath` under `key`, or
+    /// 0 if there is none. Creates nothing (an offer is judged before it is accepted).
+    func partialBytes(of peerPath: PeerPath, key: String) -> Int64 {
+        var folder = self
+        for component in peerPath.components.dropLast() {
+            let fd = openat(folder.fd, component, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0 else { return 0 }
+            folder = DirectoryDescriptor(fd: fd, path: "\(folder.path)/\(escapedForDisplay(component))")
+        }
+        var status = stat()
+        let name = IncomingFile.partialName(of: peerPath.components[peerPath.components.count - 1], key: key)
+        guard fstatat(folder.fd, name, &status, AT_SYMLINK_NOFOLLOW) == 0, status.st_mode & S_IFMT == S_IFREG else { return 0 }
+        return Int64(status.st_size)
+    }
+
     /// Writes the directory's entries to disk (after a rename into it).
     func sync() { fsync(fd) }
 
@@ -153,7 +171,7 @@ final class IncomingFile {
         self.peerPath = peerPath
         folder = try root.folders(peerPath.components.dropLast(), for: peerPath)
         name = peerPath.components[peerPath.components.count - 1]
-        partialName = ".\(truncatedUTF8(name, to: 200)).kizuna-partial-\(key)"
+        partialName = Self.partialName(of: name, key: key)
         // O_NONBLOCK so that a FIFO someone left under this name cannot block the open.
         let fd = openat(folder.fd, partialName, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
@@ -166,6 +184,17 @@ final class IncomingFile {
             throw TransferError("refused '\(peerPath.display)': \(file.path) exists and is not a regular file")
         }
         existingBytes = Int64(status.st_size)
+    }
+
+    /// The hidden name of the partial file of `name`.
+    static func partialName(of name: String, key: String) -> String { ".\(truncatedUTF8(name, to: 200)).kizuna-partial-\(key)" }
+
+    /// Tells the partial files of different transfers apart: the peer, the name, the size
+    /// and the modification time the sender gave, so a transfer sent again resumes its own.
+    static func key(peer: PeerID, file: Wire.FileEntry) -> String {
+        var hasher = SHA256()
+        hasher.update(data: Array("\(peer)\n\(file.path)\n\(file.size)\n\(file.modified)".utf8))
+        return String(hasher.finalize().hex.prefix(16))
     }
 
     /// The bytes the partial file held when it was opened (from an earlier attempt).
@@ -230,4 +259,49 @@ func truncatedUTF8(_ text: String, to limit: Int) -> String {
         bytes += size
     }
     return result
+}
+
+/// Disk space promised to transfers that are being received: what each still has to
+/// write. A new offer must fit in the free space less these promises, so two offers that
+/// each fit alone cannot together fill the disk.
+final class SpaceReservations: Sendable {
+    private let outstanding = Mutex<Int64>(0)
+
+    var promised: Int64 { outstanding.withLock { $0 } }
+
+    /// Promises `bytes` if `free` (the file system's free bytes, or nil if unknown) less
+    /// what is promised already holds them; nil if it does not.
+    func reserve(_ bytes: Int64, free: Int64?) -> Reservation? {
+        let granted = outstanding.withLock { promised -> Bool in
+            if let free, free - promised < bytes { return false }
+            promised += bytes
+            return true
+        }
+        return granted ? Reservation(self, bytes) : nil
+    }
+
+    fileprivate func give(_ bytes: Int64) { outstanding.withLock { $0 -= bytes } }
+
+    /// One transfer's promise, which shrinks as its data is written and ends with it.
+    final class Reservation: Sendable {
+        private let owner: SpaceReservations
+        private let left: Mutex<Int64>
+
+        fileprivate init(_ owner: SpaceReservations, _ bytes: Int64) {
+            self.owner = owner
+            left = Mutex(bytes)
+        }
+
+        /// `bytes` of the promised space are now used on disk.
+        func wrote(_ bytes: Int64) {
+            let given = left.withLock { left in
+                let given = min(max(bytes, 0), left)
+                left -= given
+                return given
+            }
+            owner.give(given)
+        }
+
+        deinit { owner.give(left.withLock { $0 }) }
+    }
 }

@@ -34,6 +34,7 @@ struct Sender {
             }
             await connection.close()
         } catch {
+            if (error as? TransferError)?.isViolation == true { started.violations.add(1, ordering: .relaxed) }
             context.events.publish(.transferFailed(progress, reason: "\(error)"))
             throw error
         }
@@ -139,6 +140,7 @@ struct Receiver {
         do {
             try await receive(&progress)
         } catch {
+            if (error as? TransferError)?.isViolation == true { started.violations.add(1, ordering: .relaxed) }
             var failure = Wire.Message(.error)
             failure.reason = "\(error)"
             try? await connection.send(Wire.encode(failure))
@@ -148,12 +150,16 @@ struct Receiver {
         await connection.close()
     }
 
-    private func refuse(_ reason: String) async throws -> Never {
+    /// Answers the offer with a refusal and ends the transfer; `violation` if the offer
+    /// itself broke the protocol's rules.
+    private func refuse(_ reason: String, violation: Bool = false) async throws -> Never {
         var answer = Wire.Message(.answer)
         answer.accept = false
         answer.reason = reason
         try? await connection.send(Wire.encode(answer))
-        throw TransferError("refused: \(reason)")
+        var error = TransferError("refused: \(reason)")
+        error.isViolation = violation
+        throw error
     }
 
     /// Checks an offer as a whole; returns its names, parsed, and its total size.
@@ -186,7 +192,7 @@ struct Receiver {
         var progress = TransferProgress(id: id, peer: connection.peer, name: name, bytesDone: 0, bytesTotal: 0, outgoing: false)
         let checked = Result { () throws(TransferError) in try Self.check(offer) }
         guard case .success(let (paths, total)) = checked else {
-            if case .failure(let error) = checked { try await refuse(error.description) }
+            if case .failure(let error) = checked { try await refuse(error.description, violation: true) }
             return
         }
         progress.bytesTotal = total
@@ -195,9 +201,25 @@ struct Receiver {
         guard let root = try? ReceiveDirectory.open(options.receiveDirectory) else {
             try await refuse("the receiving host cannot write its receive directory")
         }
-        if let free = root.freeBytes, free < progress.bytesTotal {
-            try await refuse("the receiving host's disk is too full: \(progress.bytesTotal) bytes offered, \(free) free")
+        // What must still be written: a partial file an earlier attempt left is resumed,
+        // so its bytes are already on disk.
+        var resumable: Int64 = 0
+        for (file, path) in zip(files, paths) where !file.isDirectory {
+            // (A partial file longer than the file is written again from the start.)
+            let have = root.partialBytes(of: path, key: IncomingFile.key(peer: connection.peer, file: file))
+            if have <= file.size { resumable += have }
         }
+        let needed = total - resumable
+        func tooFull() -> String {
+            let free = root.freeBytes.map { "\($0) free" } ?? "free space unknown"
+            let promised = started.space.promised
+            return "the receiving host's disk is too full: \(needed) bytes to write"
+                + (resumable > 0 ? " (\(resumable) more are here from an earlier attempt)" : "")
+                + ", \(free)" + (promised > 0 ? ", \(promised) of it promised to other transfers" : "")
+        }
+        // Judged now, without promising anything (an offer that waits for a person must
+        // not hold the disk), and promised once accepted.
+        if let free = root.freeBytes, free - started.space.promised < needed { try await refuse(tooFull()) }
         let trusted = context.trust.isTrusted(connection.peer)
         switch options.accept {
         case .auto: break
@@ -216,6 +238,7 @@ struct Receiver {
                 try await refuse("not accepted on the receiving host")
             }
         }
+        guard let reservation = started.space.reserve(needed, free: root.freeBytes) else { try await refuse(tooFull()) }
         var answer = Wire.Message(.answer)
         answer.accept = true
         try await connection.send(Wire.encode(answer))
@@ -227,10 +250,8 @@ struct Receiver {
         var reported: Int64 = 0
         for (index, file) in files.enumerated() where !file.isDirectory {
             let request = try await Wire.expect(.file, from: connection)
-            guard request.index == index else { throw TransferError("the peer asked for file \(request.index ?? -1), expected \(index)") }
-            var keyHasher = SHA256()
-            keyHasher.update(data: Array("\(connection.peer)\n\(file.path)\n\(file.size)\n\(file.modified)".utf8))
-            let incoming = try IncomingFile(root: root, peerPath: paths[index], key: String(keyHasher.finalize().hex.prefix(16)))
+            guard request.index == index else { throw TransferError.violation("the peer asked for file \(request.index ?? -1), expected \(index)") }
+            let incoming = try IncomingFile(root: root, peerPath: paths[index], key: IncomingFile.key(peer: connection.peer, file: file))
             let output = incoming.file
             var offset = incoming.existingBytes
             if offset > file.size { offset = 0 }
@@ -252,7 +273,7 @@ struct Receiver {
                 switch try await Wire.receive(from: connection) {
                 case .data(let chunk):
                     guard Int64(chunk.count) <= file.size - written else {
-                        throw TransferError("the peer sent more than the \(file.size) bytes it offered for \(paths[index].display)")
+                        throw TransferError.violation("the peer sent more than the \(file.size) bytes it offered for \(paths[index].display)")
                     }
                     if let error = Self.write(chunk, to: output) {
                         guard error.isDiskFull else { throw error }
@@ -261,6 +282,7 @@ struct Receiver {
                     }
                     hasher.update(data: chunk)
                     written += Int64(chunk.count)
+                    reservation.wrote(Int64(chunk.count))
                     if written - handedToDisk >= writebackStep {
                         _ = kizuna_start_writeback(output.fd, handedToDisk, written - handedToDisk)
                         handedToDisk = written
@@ -290,9 +312,9 @@ struct Receiver {
                         ? "SHA-256 mismatch (expected \(escapedForDisplay(expected)), received data hashes to \(actual)); the partial file was removed"
                         : "got \(written) of \(file.size) bytes"
                     try? await connection.send(Wire.encode(verified))
-                    throw TransferError("\(paths[index].display): \(verified.reason!)")
+                    throw TransferError.violation("\(paths[index].display): \(verified.reason!)")
                 case .control(let message):
-                    throw TransferError("expected file data or 'end', got '\(message.type.rawValue)'")
+                    throw TransferError.violation("expected file data or 'end', got '\(message.type.rawValue)'")
                 case nil:
                     throw TransferError("the connection was lost after \(written) of \(file.size) bytes of \(paths[index].display); the partial file is kept, and sending again resumes from it")
                 }
@@ -331,7 +353,8 @@ struct Receiver {
             group.addTask {
                 let message = try await connection.receive()
                 if Task.isCancelled { return nil }
-                throw TransferError(message == nil ? "the sender withdrew the offer" : "the peer sent a message while its offer waited for an answer")
+                if message == nil { throw TransferError("the sender withdrew the offer") }
+                throw TransferError.violation("the peer sent a message while its offer waited for an answer")
             }
             defer { group.cancelAll() }
             while let result = try await group.next() {

@@ -75,11 +75,11 @@ enum Wire {
         case data: return .data(bytes[1...])
         case control:
             guard let message = try? JSONDecoder().decode(Message.self, from: Data(bytes[1...])) else {
-                throw TransferError("the peer sent a control message that is not valid JSON for this protocol")
+                throw TransferError.violation("the peer sent a control message that is not valid JSON for this protocol")
             }
             return .control(message)
         default:
-            throw TransferError("the peer sent a message of unknown type \(bytes.first.map(String.init) ?? "(empty)"); is it a Kizuna file-transfer plugin?")
+            throw TransferError.violation("the peer sent a message of unknown type \(bytes.first.map(String.init) ?? "(empty)"); is it a Kizuna file-transfer plugin?")
         }
     }
 
@@ -96,8 +96,8 @@ enum Wire {
         case .control(let message) where message.type == .error:
             throw TransferError("the peer gave up: \(escapedForDisplay(message.reason ?? "no reason given"))")
         case .control(let message):
-            throw TransferError("expected \(expected) from the peer, got '\(message.type.rawValue)'\(message.reason.map { ": \(escapedForDisplay($0))" } ?? "")")
-        case .data: throw TransferError("expected \(expected) from the peer, got file data")
+            throw TransferError.violation("expected \(expected) from the peer, got '\(message.type.rawValue)'\(message.reason.map { ": \(escapedForDisplay($0))" } ?? "")")
+        case .data: throw TransferError.violation("expected \(expected) from the peer, got file data")
         case nil: throw TransferError("the peer closed the connection (expected \(expected))")
         }
     }
@@ -107,9 +107,19 @@ struct TransferError: Error, CustomStringConvertible {
     var description: String
     /// The `errno` of a failed system call, where one failed.
     var code: Int32?
+    /// The peer broke the protocol (counted by the action `violations`).
+    var isViolation = false
     init(_ description: String, code: Int32? = nil) {
         self.description = description
         self.code = code
+    }
+
+    /// The peer broke the protocol or its limits: a message that is malformed, out of
+    /// order, or that contradicts the offer.
+    static func violation(_ description: String) -> TransferError {
+        var error = TransferError(description)
+        error.isViolation = true
+        return error
     }
 
     /// The disk (or the user's quota) is full.

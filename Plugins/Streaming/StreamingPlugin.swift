@@ -29,6 +29,8 @@ final class BuiltinStreaming: StreamingPlugin {
         let active = Atomic<Int>(0)
         /// Inbound streams refused by the accept policy.
         let refused = Atomic<UInt64>(0)
+        /// Inbound streams closed because the peer broke the protocol or its limits.
+        let violations = Atomic<UInt64>(0)
         init(context: PluginContext, transport: any TransportPlugin, options: Options) {
             self.context = context
             self.transport = transport
@@ -184,10 +186,16 @@ final class BuiltinStreaming: StreamingPlugin {
             await connection.close()
             return
         }
+        /// Ends the stream for breaking the protocol: logged, counted, and told to the sender.
+        func violation(_ reason: String) async {
+            running.violations.add(1, ordering: .relaxed)
+            context.logger.warning("closed an inbound stream that broke the protocol", metadata: ["peer": "\(connection.peer)", "reason": "\(reason)"])
+            try? await connection.send(StreamWire.control(["type": "refused", "reason": reason]))
+        }
         guard let first = try? await connection.receive(), let start = StreamWire.parseControl(first), start["type"] == "start",
             let id = start["id"], StreamWire.isValidID(id)
         else {
-            context.logger.warning("an inbound stream did not start with a valid start message; closing it", metadata: ["peer": "\(connection.peer)"])
+            await violation("the stream did not open with a valid 'start' message")
             await connection.close()
             return
         }
@@ -198,14 +206,15 @@ final class BuiltinStreaming: StreamingPlugin {
         while let message = try? await connection.receive() {
             if let frame = StreamWire.parseFrame(message) {
                 guard frame.payload.count <= running.options.maxFrameBytes else {
-                    context.logger.warning(
-                        "an inbound stream sent a frame over the limit; closing it",
-                        metadata: ["peer": "\(connection.peer)", "bytes": "\(frame.payload.count)", "limit": "\(running.options.maxFrameBytes) (setting 'max-frame-bytes')"])
+                    await violation("a frame of \(frame.payload.count) bytes is over this host's limit of \(running.options.maxFrameBytes) (setting 'max-frame-bytes' of its streaming plugin)")
                     break
                 }
                 sequence.record(frame.sequence)
                 window.send(.frame(id: id, frame))
             } else if StreamWire.parseControl(message)?["type"] == "end" {
+                break
+            } else {
+                await violation("a message of \(message.count) bytes is neither a frame nor 'end'")
                 break
             }
         }
@@ -276,6 +285,11 @@ let activeStreaming = Mutex<(BuiltinStreaming.Started, BuiltinStreaming.Window)?
 /// `active-streams`: incoming streams being received now.
 @_cdecl("kizuna_streams_active") public func kizunaStreamsActive() -> Int64 {
     Int64(activeStreaming.withLock { $0?.0.active.load(ordering: .relaxed) } ?? 0)
+}
+
+/// `violations`: inbound streams closed because the peer broke the protocol or its limits.
+@_cdecl("kizuna_streams_violations") public func kizunaStreamsViolations() -> UInt64 {
+    activeStreaming.withLock { $0?.0.violations.load(ordering: .relaxed) } ?? 0
 }
 
 /// `refused-streams`: inbound streams refused by the accept policy since the plugin started.

@@ -14,12 +14,18 @@ final class TCPConnection: Connection {
     private let channel: any Channel
     private let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
     fileprivate let incoming: BoundedChannel<[UInt8]>
+    /// What this connection holds of the transport's `max-held-bytes`.
+    private let account: HeldBytes.Account
     fileprivate let failure = Mutex<TransportError?>(nil)
     /// When a message last went either way (NIO's uptime clock), for the idle deadline.
     private let lastActivity = Atomic<UInt64>(NIODeadline.now().uptimeNanoseconds)
 
-    private init(peer: PeerID, service: String, info: ConnectionInfo, channel: any Channel, outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, buffer: Int) {
+    private init(
+        peer: PeerID, service: String, info: ConnectionInfo, channel: any Channel, outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>,
+        account: HeldBytes.Account, buffer: Int
+    ) {
         self.peer = peer
+        self.account = account
         self.service = service
         self.info = info
         self.channel = channel
@@ -37,7 +43,10 @@ final class TCPConnection: Connection {
     }
 
     func receive() async throws -> [UInt8]? {
-        if let message = await incoming.receive() { return message }
+        if let message = await incoming.receive() {
+            account.release(message.count)
+            return message
+        }
         if let failure = failure.withLock({ $0 }) { throw failure }
         return nil
     }
@@ -81,13 +90,13 @@ final class TCPConnection: Connection {
     /// connects), and how it takes the peer's first message, returning the peer and service.
     struct Handshake: Sendable {
         var opening: @Sendable (NIOAsyncChannelOutboundWriter<ByteBuffer>) async throws -> Void = { _ in }
-        var answer: @Sendable (ByteBuffer, NIOAsyncChannelOutboundWriter<ByteBuffer>) async throws -> (PeerID, String)
+        var answer: @Sendable ([UInt8], NIOAsyncChannelOutboundWriter<ByteBuffer>) async throws -> (PeerID, String)
     }
 
     /// Runs `handshake` on `channel` within `timeout`, then returns the connection while a
     /// task of the plugin keeps pumping its inbound messages until it closes.
     static func open(
-        _ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, server: TCPTransport.Server, inbound: Bool, timeout: TimeAmount,
+        _ channel: NIOAsyncChannel<[UInt8], ByteBuffer>, account: HeldBytes.Account, server: TCPTransport.Server, inbound: Bool, timeout: TimeAmount,
         handshake: Handshake
     ) async throws -> TCPConnection {
         let raw = channel.channel
@@ -108,9 +117,12 @@ final class TCPConnection: Connection {
                                     continue
                                 }
                                 let (peer, service) = try await handshake.answer(message, outbound)
+                                account.release(message.count)
                                 deadline.cancel()
                                 let info = ConnectionInfo(id: server.registry.nextID(), peer: peer, service: service, inbound: inbound)
-                                let opened = TCPConnection(peer: peer, service: service, info: info, channel: raw, outbound: outbound, buffer: server.options.inboundBuffer)
+                                let opened = TCPConnection(
+                                    peer: peer, service: service, info: info, channel: raw, outbound: outbound, account: account,
+                                    buffer: server.options.inboundBuffer)
                                 opened.enforceIdleDeadline(server.options.idleTimeout, counting: inbound ? server.admission : nil)
                                 server.registry.add(opened)
                                 server.context.events.publish(.connectionUp(info))
@@ -160,10 +172,14 @@ final class TCPConnection: Connection {
     /// Hands one inbound message to the buffer, waiting while it is full (NIO stops reading
     /// meanwhile). Once this side has closed, messages are dropped, so reading goes on and
     /// the last writes can still go out.
-    private func deliver(_ message: ByteBuffer) async throws {
+    private func deliver(_ message: [UInt8]) async throws {
         lastActivity.store(NIODeadline.now().uptimeNanoseconds, ordering: .relaxed)
-        guard !incoming.isFinished else { return }
-        try? await incoming.send(Array(message.readableBytesView))
+        guard !incoming.isFinished else { return account.release(message.count) }
+        do {
+            try await incoming.send(message)
+        } catch {
+            account.release(message.count)
+        }
     }
 }
 

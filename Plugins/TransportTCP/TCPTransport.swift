@@ -26,6 +26,7 @@ final class TCPTransport: TransportPlugin {
         let options: Options
         let registry: ConnectionRegistry
         let admission: Admission
+        let held: HeldBytes
         let tls: TLSContexts
     }
 
@@ -42,6 +43,8 @@ final class TCPTransport: TransportPlugin {
         /// Messages a connection holds for a reader that is behind (beyond these, NIO stops
         /// reading the socket, so TCP slows the peer down).
         var inboundBuffer = 2
+        /// The most bytes of peers' messages held at once, over all connections.
+        var maxHeldBytes = 64 << 20
 
         /// Reads the settings, refusing a value out of range with the setting's name and range.
         static let schema = SettingsSchema(
@@ -49,6 +52,7 @@ final class TCPTransport: TransportPlugin {
             [
                 "listen-host": .string, "port": .integer, "threads": .integer, "max-message-bytes": .integer, "handshake-timeout-ms": .integer,
                 "connect-timeout-ms": .integer, "idle-timeout-ms": .integer, "max-connections": .integer, "max-connections-per-address": .integer,
+                "max-held-bytes": .integer,
             ])
 
         init(_ settings: PluginSettings) throws(TransportError) {
@@ -67,6 +71,12 @@ final class TCPTransport: TransportPlugin {
             if let ms = try read("idle-timeout-ms", 1000...86_400_000) { idleTimeout = .milliseconds(ms) }
             if let count = try read("max-connections", 1...65536) { maxConnections = Int(count) }
             if let count = try read("max-connections-per-address", 1...65536) { maxConnectionsPerAddress = Int(count) }
+            if let bytes = try read("max-held-bytes", 1 << 20...(1 << 40)) { maxHeldBytes = Int(bytes) }
+            // A connection may hold a message arriving and those queued for its reader.
+            let perConnection = (inboundBuffer * 2 + 2) * maxMessageBytes
+            guard maxHeldBytes >= perConnection else {
+                throw TransportError("setting 'max-held-bytes' is \(maxHeldBytes); one connection may hold \(perConnection) bytes at 'max-message-bytes' = \(maxMessageBytes), so give at least that")
+            }
         }
     }
 
@@ -79,6 +89,7 @@ final class TCPTransport: TransportPlugin {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: options.threads)
         let registry = ConnectionRegistry()
         let admission = Admission(total: options.maxConnections, perAddress: options.maxConnectionsPerAddress)
+        let held = HeldBytes(limit: options.maxHeldBytes)
         do {
             let listener = try await ServerBootstrap(group: group)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -88,15 +99,16 @@ final class TCPTransport: TransportPlugin {
                         let gate = InboundGate(admission: admission, logger: context.logger)
                         try channel.pipeline.syncOperations.addHandler(gate)
                         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.server, customVerificationCallback: proof.verify))
-                        return Inbound(channel: try Self.wrap(channel, options: options), proof: proof, gate: gate.verdict)
+                        let (wrapped, account) = try Self.wrap(channel, options: options, held: held)
+                        return Inbound(channel: wrapped, account: account, proof: proof, gate: gate.verdict)
                     }
                 }
             let port = listener.channel.localAddress?.port ?? options.port
             let address = PeerAddress(host: options.listenHost, port: port)
-            let running = Server(context: context, group: group, address: address, options: options, registry: registry, admission: admission, tls: tls)
+            let running = Server(context: context, group: group, address: address, options: options, registry: registry, admission: admission, held: held, tls: tls)
             server.send(running)
-            activeAdmission.withLock { $0 = admission }
-            defer { activeAdmission.withLock { if $0 === admission { $0 = nil } } }
+            activeServer.withLock { $0 = (admission, held) }
+            defer { activeServer.withLock { if $0?.admission === admission { $0 = nil } } }
             context.ready()
             context.logger.info("listening", metadata: ["address": "\(address)"])
 
@@ -114,7 +126,7 @@ final class TCPTransport: TransportPlugin {
                         await Self.discard(child)
                         continue
                     }
-                    if (try? context.runtime.spawn(name: "inbound connection", { await Self.accept(child, proof: accepted.proof, server: running) })) == nil {
+                    if (try? context.runtime.spawn(name: "inbound connection", { await Self.accept(child, account: accepted.account, proof: accepted.proof, server: running) })) == nil {
                         await Self.discard(child)
                     }
                 }
@@ -135,17 +147,18 @@ final class TCPTransport: TransportPlugin {
     func connect(to address: PeerAddress, service: String) async throws -> any Connection {
         guard let server = await runningServer() else { throw TransportError("the TCP transport is not running") }
         let options = server.options
-        let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+        let channel: NIOAsyncChannel<[UInt8], ByteBuffer>
+        let account: HeldBytes.Account
         let proof = PeerProof()
         do {
             let tls = server.tls
-            channel = try await ClientBootstrap(group: server.group)
+            (channel, account) = try await ClientBootstrap(group: server.group)
                 .connectTimeout(options.connectTimeout)
                 .connect(host: address.host, port: address.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(
                             NIOSSLClientHandler(context: tls.client, serverHostname: nil, customVerificationCallback: proof.verify))
-                        return try Self.wrap(channel, options: options)
+                        return try Self.wrap(channel, options: options, held: server.held)
                     }
                 }
         } catch {
@@ -163,7 +176,7 @@ final class TCPTransport: TransportPlugin {
                 }
                 return (proven, service)
             })
-        return try await TCPConnection.open(channel, server: server, inbound: false, timeout: options.handshakeTimeout, handshake: handshake)
+        return try await TCPConnection.open(channel, account: account, server: server, inbound: false, timeout: options.handshakeTimeout, handshake: handshake)
     }
 
     private func runningServer() async -> Server? {
@@ -176,11 +189,11 @@ final class TCPTransport: TransportPlugin {
     /// Closes a connection that is refused before its handshake. (An async channel must be
     /// closed through `executeThenClose`, which finishes its writer; dropping it unfinished
     /// is a fatal error in NIO.)
-    private static func discard(_ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
+    private static func discard(_ channel: NIOAsyncChannel<[UInt8], ByteBuffer>) async {
         try? await channel.executeThenClose { _, _ in }
     }
 
-    private static func accept(_ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, proof: PeerProof, server: Server) async {
+    private static func accept(_ channel: NIOAsyncChannel<[UInt8], ByteBuffer>, account: HeldBytes.Account, proof: PeerProof, server: Server) async {
         let me = server.context.host.id.rawValue
         let from = channel.channel.remoteAddress?.description ?? "unknown"
         let handshake = TCPConnection.Handshake(answer: { first, outbound in
@@ -200,7 +213,8 @@ final class TCPTransport: TransportPlugin {
             return (proven, hello.service)
         })
         do {
-            let connection = try await TCPConnection.open(channel, server: server, inbound: true, timeout: server.options.handshakeTimeout, handshake: handshake)
+            let connection = try await TCPConnection.open(
+                channel, account: account, server: server, inbound: true, timeout: server.options.handshakeTimeout, handshake: handshake)
             await server.context.routeInbound(connection)
         } catch {
             server.context.logger.warning("refused an inbound connection", metadata: ["from": "\(from)", "reason": "\(error)"])
@@ -215,27 +229,36 @@ final class TCPTransport: TransportPlugin {
     static let keepAliveCount = ChannelOptions.Types.SocketOption(level: .init(IPPROTO_TCP), name: .init(TCP_KEEPCNT))
 
     /// Sets a new connection's socket options (accepted or connecting alike), then puts the
-    /// framing handlers and the async bridge on it.
-    private static func wrap(_ channel: any Channel, options: Options) throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+    /// framing handlers and the async bridge on it. The account counts what the connection
+    /// holds until it closes.
+    private static func wrap(_ channel: any Channel, options: Options, held: HeldBytes) throws -> (NIOAsyncChannel<[UInt8], ByteBuffer>, HeldBytes.Account) {
         if let socket = channel.syncOptions {
             try socket.setOption(.socketOption(.tcp_nodelay), value: 1)
             try socket.setOption(.socketOption(.so_keepalive), value: 1)
             try socket.setOption(keepAliveIdle, value: keepAliveSeconds)
             try socket.setOption(keepAliveInterval, value: keepAliveSeconds)
             try socket.setOption(keepAliveCount, value: 3)
-            try socket.setOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 64 << 10, maximum: 1 << 20))
+            // Reads of 256 KiB at most: NIO makes several reads per wakeup, and TLS holds the
+            // ciphertext and the plaintext of each at once, so with 1 MiB reads a peer that
+            // sends fast made the host hold about 13 MiB per connection (measured with
+            // Benchmarks/hostile-peers/pinning.py; about 4 MiB now), for no speed measurably gained.
+            try socket.setOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 64 << 10, maximum: 256 << 10))
         }
-        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxMessageBytes: options.maxMessageBytes)))
+        let account = held.account()
+        channel.closeFuture.whenComplete { _ in account.close() }
+        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxMessageBytes: options.maxMessageBytes, account: account)))
         try channel.pipeline.syncOperations.addHandler(FrameEncoder())
-        return try NIOAsyncChannel(
+        let wrapped = try NIOAsyncChannel<[UInt8], ByteBuffer>(
             wrappingChannelSynchronously: channel,
             configuration: .init(backPressureStrategy: .init(lowWatermark: 1, highWatermark: options.inboundBuffer), isOutboundHalfClosureEnabled: true))
+        return (wrapped, account)
     }
 }
 
 /// An accepted connection and what its TLS handshake proved about the peer.
 struct Inbound: Sendable {
-    let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+    let channel: NIOAsyncChannel<[UInt8], ByteBuffer>
+    let account: HeldBytes.Account
     let proof: PeerProof
     let gate: InboundGate.Verdict
 }
@@ -283,17 +306,27 @@ final class Admission: Sendable {
     let violations = Atomic<UInt64>(0)
 }
 
-/// The running transport's admission, for the actions.
-let activeAdmission = Mutex<Admission?>(nil)
+/// The running transport's admission and held bytes, for the actions.
+let activeServer = Mutex<(admission: Admission, held: HeldBytes)?>(nil)
 
 /// `refused-connections`: inbound connections refused over a cap since the transport started.
 @_cdecl("kizuna_tcp_refused_connections") public func kizunaTCPRefusedConnections() -> UInt64 {
-    activeAdmission.withLock { $0?.refusedCount } ?? 0
+    activeServer.withLock { $0?.admission.refusedCount } ?? 0
 }
 
 /// `violations`: inbound connections closed for breaking the protocol since the transport started.
 @_cdecl("kizuna_tcp_violations") public func kizunaTCPViolations() -> UInt64 {
-    activeAdmission.withLock { $0?.violations.load(ordering: .relaxed) } ?? 0
+    activeServer.withLock { $0?.admission.violations.load(ordering: .relaxed) } ?? 0
+}
+
+/// `held-bytes`: bytes of peers' messages the transport holds now (arriving, or not yet read).
+@_cdecl("kizuna_tcp_held_bytes") public func kizunaTCPHeldBytes() -> Int64 {
+    activeServer.withLock { $0.map { Int64($0.held.current) } } ?? 0
+}
+
+/// `peak-held-bytes`: the most bytes of peers' messages held at once since the transport started.
+@_cdecl("kizuna_tcp_peak_held_bytes") public func kizunaTCPPeakHeldBytes() -> Int64 {
+    activeServer.withLock { $0.map { Int64($0.held.peak) } } ?? 0
 }
 
 /// What went wrong in the transport, in words.

@@ -312,8 +312,16 @@ struct Status: ParsableCommand {
             ("peers", "\(status.peers)"), ("connections", "\(status.connections)"), ("tasks", "\(status.tasksAlive)"),
             ("workers", "\(status.workerThreads) (queue \(status.workerQueueDepth))"), ("permits in use", "\(status.permitsInUse)"),
             ("inbound refused", "\(status.refusedInbound) (no plugin could take them)"),
+            ("violations", Self.violations(status.violations)),
             ("control socket", status.controlSocket), ("sdk", status.sdkVersion), ("swift", status.swiftVersion),
         ] + partialFiles())
+    }
+
+    /// "12 (tcp-transport 10, file-transfer 2)": what peers did wrong, by plugin.
+    static func violations(_ counts: [String: UInt64]) -> String {
+        let total = counts.values.reduce(0, &+)
+        let named = counts.filter { $0.value > 0 }.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+        return named.isEmpty ? "\(total) (by peers, refused and closed)" : "\(total) (\(named.joined(separator: ", ")))"
     }
 
     /// What the file-transfer plugin's partial files hold, if it is loaded and says.

@@ -91,6 +91,24 @@ final class BuiltinHost: @unchecked Sendable {
         return lines
     }
 
+    /// `kizuna status --json`, decoded.
+    func status() throws -> HostStatus {
+        let printed = try cli(["status", "--json"])
+        guard printed.status == 0, let status = try? JSONDecoder().decode(HostStatus.self, from: Data(printed.stdout.utf8)) else {
+            throw HostFailure("kizuna status failed: \(printed.stderr)")
+        }
+        return status
+    }
+
+    /// The integer a plugin action returns (`kizuna plugins call PLUGIN ACTION`).
+    func figure(_ plugin: String, _ action: String) throws -> Int {
+        let printed = try cli(["plugins", "call", plugin, action])
+        guard printed.status == 0, let value = Int(printed.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw HostFailure("kizuna plugins call \(plugin) \(action) failed: \(printed.stderr)\(printed.stdout)")
+        }
+        return value
+    }
+
     /// Runs `kizuna ARGUMENTS --socket` against this host.
     func cli(_ arguments: [String]) throws -> CLI.Outcome { try CLI.run(arguments + ["--socket", socket]) }
 

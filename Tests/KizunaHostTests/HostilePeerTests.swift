@@ -202,6 +202,8 @@ extension ProcessSuites {
             #expect((client.receiveJSON(typeByte: true)?["reason"] as? String)?.contains("more than the 2 bytes") == true)
             #expect(!FileManager.default.fileExists(atPath: "\(network.b.receiveDirectory)/short.txt"))
             try network.expectServes()
+            // Each offer that broke the rules counts as a violation (a full disk does not).
+            #expect(try network.b.status().violations["file-transfer"] == 8)
         }
 
         @Test func pendingOffersHaveRandomIdsAndShowNamesEscaped() throws {
@@ -274,6 +276,9 @@ extension ProcessSuites {
             #expect((refusal?["error"] as? String)?.contains("inside TLS 1.3 only") == true, "\(String(describing: refusal))")
             #expect(plaintext.receive() == nil)
             #expect(Int(try network.b.cli(["plugins", "call", "tcp-transport", "violations"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 >= 10)
+            // ... and in `kizuna status`, by plugin.
+            #expect(try network.b.status().violations["tcp-transport"] ?? 0 >= 10)
+            #expect(try network.b.cli(["status"]).stdout.contains("tcp-transport"))
             try network.expectServes()
         }
 
@@ -353,8 +358,18 @@ extension ProcessSuites {
             let big = try network.connect(service: "streaming")
             big.sendJSON(["type": "start", "id": "s2"], typeByte: 1)
             big.send([2] + [UInt8](repeating: 0, count: 8) + [UInt8](repeating: 7, count: 300 << 10))
+            // The sender is told why, then the stream is closed.
+            let refusal = big.receiveJSON(typeByte: true)
+            #expect(refusal?["type"] as? String == "refused")
+            #expect((refusal?["reason"] as? String)?.contains("over this host's limit of 262144 (setting 'max-frame-bytes'") == true, "\(String(describing: refusal))")
             #expect(big.receive() == nil)
+            // So is a message that is neither a frame nor 'end'.
+            let odd = try network.connect(service: "streaming")
+            odd.sendJSON(["type": "start", "id": "s3"], typeByte: 1)
+            odd.send([9, 9, 9])
+            #expect((odd.receiveJSON(typeByte: true)?["reason"] as? String)?.contains("neither a frame nor 'end'") == true)
             #expect(try network.b.cli(["status"]).status == 0)
+            #expect(try network.b.status().violations["streaming"] == 2)
             try network.expectServes()
         }
     }

@@ -503,9 +503,16 @@ public actor KizunaHost {
     /// The running plugin of `kind`, if any (the subsystem slot), typed by its kind.
     public func subsystem(_ kind: PluginKind) -> PluginObject? { runningPlugin(of: kind)?.object }
 
-    /// The host's own figures.
-    public func status() throws(PluginLoadError) -> HostStatus {
+    /// The host's own figures, and each running plugin's count of peers' violations.
+    public func status() async throws(PluginLoadError) -> HostStatus {
         try checkRunning()
+        var violations: [String: UInt64] = [:]
+        for name in startOrder {
+            guard let loaded = plugins[name], loaded.state == .running, let action = loaded.manifest.actions[Self.violationsAction],
+                action.parameters.isEmpty, let count = try? await call(name, action: action.name, arguments: []), let value = UInt64(count)
+            else { continue }
+            violations[name] = value
+        }
         let metrics = runtime.metrics
         return HostStatus(
             pluginCount: plugins.count,
@@ -513,8 +520,11 @@ public actor KizunaHost {
             failed: plugins.values.filter { if case .failed = $0.state { true } else { false } }.count,
             peers: state.peers.count, connections: state.connections.count, tasksAlive: metrics.tasksAlive,
             workerThreads: metrics.workerThreads, workerQueueDepth: metrics.workerQueueDepth, permitsInUse: metrics.permitsInUse,
-            refusedInbound: refusedInbound, controlSocket: configuration.controlSocketPath, sdkVersion: SDKInfo.version, swiftVersion: SDKInfo.compilerVersion)
+            refusedInbound: refusedInbound, violations: violations, controlSocket: configuration.controlSocketPath, sdkVersion: SDKInfo.version, swiftVersion: SDKInfo.compilerVersion)
     }
+
+    /// The action through which a plugin reports how often peers broke its protocol.
+    public static let violationsAction = "violations"
 
     /// True once ``shutdown()`` has begun.
     public var shutDown: Bool { isShutDown }

@@ -71,6 +71,10 @@ public struct HostStatus: Sendable, Hashable, Codable {
     /// Inbound connections the host closed because no running plugin could take them
     /// (their service is served by nobody, or its plugin's queue was full).
     public var refusedInbound: Int
+    /// What peers did wrong, by plugin: the count each running plugin reports through an
+    /// action named `violations` (connections or messages it refused for breaking its
+    /// protocol or its limits). Plugins without such an action are not listed.
+    public var violations: [String: UInt64]
     public var controlSocket: String
     public var sdkVersion: String
     public var swiftVersion: String
