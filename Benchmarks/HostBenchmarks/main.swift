@@ -1,7 +1,11 @@
 // Host benchmarks of shared/bench/WORKLOADS.md, each printed as a JSON line beside the
 // reference it is compared with, measured in the same run:
 //   plugin_load      manifest on disk → running plugin, per plugin, over 50 distinct files
+//                    (each library probed in a child process first, as a host does cold)
 //   plugin_load_dlopen_reference   a bare dlopen of 50 other distinct copies of the same library
+//   plugin_load_remembered   the same 50 manifests loaded by a new host process that
+//                    remembers the probes (no child, no copy), beside a bare dlopen of 50
+//                    more copies in that process
 //   plugin_call      one call into a loaded plugin through its SDK protocol
 //   plugin_call_compiled_reference the same call on the same type compiled into the host
 //   host_start_stop  start a host with the four test plugins, then a graceful shutdown
@@ -72,7 +76,36 @@ func pluginLoad(count: Int) async throws {
     report("plugin_load", count, hostTime, String(format: ",\"ratio_to_dlopen\":%.2f", seconds(hostTime) / seconds(bareTime)))
     report("plugin_load_dlopen_reference", count, bareTime)
     await host.shutdown()
+
+    // A new process (nothing dlopen'd yet) with the same state: the probes are remembered.
+    _ = try distinctCopies(of: source, count: count, in: directory, tag: "again")
+    fflush(nil)  // this process's lines first
+    let child = Process()
+    child.executableURL = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
+    child.arguments = ["--remembered", directory, "\(count)"]
+    try child.run()
+    child.waitUntilExit()
+    precondition(child.terminationStatus == 0, "the remembered-load process failed")
     try? FileManager.default.removeItem(atPath: directory)
+}
+
+/// The child of `pluginLoad`: loads the manifests in `directory` with their probes
+/// remembered, alternating with bare dlopens of the "again" copies.
+func rememberedLoad(in directory: String, count: Int) async throws {
+    let host = try makeHost(pluginsDirectory: directory)
+    var hostTime = Duration.zero, bareTime = Duration.zero
+    for half in [0..<count / 2, count / 2..<count] {
+        var start = clock.now
+        for index in half { _ = try await host.load("\(directory)/plugin\(index).toml") }
+        hostTime += clock.now - start
+        start = clock.now
+        for index in half {
+            guard dlopen("\(directory)/libagain\(index).so", RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) != nil else { fatalError("dlopen failed") }
+        }
+        bareTime += clock.now - start
+    }
+    report("plugin_load_remembered", count, hostTime, String(format: ",\"ratio_to_dlopen\":%.2f", seconds(hostTime) / seconds(bareTime)))
+    await host.shutdown()
 }
 
 /// The same type as the FixtureDiscovery plugin, compiled into this executable.
@@ -139,6 +172,10 @@ func hostStartStop(cycles: Int) async throws {
 LoggingSystem.bootstrap { _ in SwiftLogNoOpLogHandler() }
 
 let arguments = CommandLine.arguments.dropFirst()
+if arguments.first == "--remembered", arguments.count == 3 {
+    try await rememberedLoad(in: arguments[arguments.startIndex + 1], count: Int(arguments[arguments.startIndex + 2])!)
+    exit(0)
+}
 let rounds = arguments.first.flatMap(Int.init) ?? 1
 let selected = Set(arguments.filter { Int($0) == nil })
 for _ in 0..<rounds {
