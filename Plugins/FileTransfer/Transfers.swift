@@ -29,14 +29,21 @@ struct Sender {
             do {
                 try await transfer(files, sources, over: connection, &progress)
             } catch {
+                if Task.isCancelled {
+                    // Told to the receiver, which keeps what it has for a later resume.
+                    var failure = Wire.Message(.error)
+                    failure.reason = "the sender cancelled the transfer"
+                    try? await connection.send(Wire.encode(failure))
+                }
                 await connection.close()
                 throw error
             }
             await connection.close()
         } catch {
             if (error as? TransferError)?.isViolation == true { started.violations.add(1, ordering: .relaxed) }
-            context.events.publish(.transferFailed(progress, reason: "\(error)"))
-            throw error
+            let failure = Task.isCancelled ? TransferError("the transfer was cancelled after \(progress.bytesDone) of \(progress.bytesTotal) bytes") : error
+            context.events.publish(.transferFailed(progress, reason: "\(failure)"))
+            throw failure
         }
         context.events.publish(.transferDone(progress))
         report(progress)
@@ -85,6 +92,7 @@ struct Sender {
             var remaining = file.size - offset
             let chunk = started.options.chunkBytes
             while remaining > 0 {
+                try Task.checkCancellation()
                 let want = Int(min(Int64(chunk), remaining))
                 // The type byte, then the data read straight into the message: no copy.
                 var failure: (any Error)?
@@ -313,6 +321,8 @@ struct Receiver {
                         : "got \(written) of \(file.size) bytes"
                     try? await connection.send(Wire.encode(verified))
                     throw TransferError.violation("\(paths[index].display): \(verified.reason!)")
+                case .control(let message) where message.type == .error:
+                    throw TransferError("\(paths[index].display): the peer gave up after \(written) of \(file.size) bytes: \(escapedForDisplay(message.reason ?? "no reason given")); the partial file is kept, and sending again resumes from it")
                 case .control(let message):
                     throw TransferError.violation("expected file data or 'end', got '\(message.type.rawValue)'")
                 case nil:

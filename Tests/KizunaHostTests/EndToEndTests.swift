@@ -103,6 +103,35 @@ extension ProcessSuites {
             #expect(!FileManager.default.fileExists(atPath: partial))
         }
 
+        @Test func ctrlCOnSendCancelsTheTransferOnBothHosts() throws {
+            let work = Fixtures.temporaryDirectory()
+            let plugins = try BuiltinHost.pluginsDirectory(in: work, serviceType: BuiltinHost.serviceType())
+            let (a, b) = try BuiltinHost.pair(work: work, plugins: plugins)
+            defer {
+                _ = a.kill()
+                _ = b.kill()
+            }
+            let file = "\(work)/long.bin"
+            try writeRandomFile(file, bytes: 24 << 20)
+            #expect(try a.cli(["plugins", "call", "file-transfer", "set-rate-limit", "\(4 << 20)"]).stdout.contains("true"))
+            let sending = try BackgroundCLI(["send", file, "--to", b.id, "--socket", a.socket], limit: 60)
+            let partial = try #require(try waitForPartial(in: b.receiveDirectory, atLeast: 2 << 20))
+            kill(sending.process.processIdentifier, SIGINT)
+            _ = sending.process.waitUntilExitOrKill()
+            // Both hosts end it at once, not after the 6 s the rest would take.
+            try a.waitFor("the transfer was cancelled after")
+            try b.waitFor("long.bin failed")
+            let kept = try #require(try FileManager.default.attributesOfItem(atPath: partial)[.size] as? Int)
+            #expect(kept < 24 << 20)
+            #expect(try b.status().violations["file-transfer"] == 0)
+            // What arrived is kept: sent again, only the rest travels.
+            #expect(try a.cli(["plugins", "call", "file-transfer", "set-rate-limit", "0"]).stdout.contains("true"))
+            let resumed = try a.cli(["send", file, "--to", b.id])
+            #expect(resumed.status == 0, "\(resumed.stderr)")
+            #expect(resumed.stdout.contains("resumed from"), "\(resumed.stdout)")
+            #expect(FileManager.default.contentsEqual(atPath: file, andPath: "\(b.receiveDirectory)/long.bin"))
+        }
+
         @Test func partialFilesNothingResumedAreRemovedAfterTheirAge() throws {
             let work = Fixtures.temporaryDirectory()
             defer { try? FileManager.default.removeItem(atPath: work) }

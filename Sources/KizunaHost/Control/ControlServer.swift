@@ -195,22 +195,50 @@ public final class ControlServer: Sendable {
 
 extension ControlServer {
     /// `send`: progress lines as the transfer goes, then the final progress (or a failure).
+    /// The transfer never waits on the client (a paused `kizuna send | less` only delays
+    /// its lines), and a client that hangs up (Ctrl-C) cancels it: the sender stops and
+    /// tells the receiver, which keeps the partial file for a later resume.
     private func send(_ request: ControlRequest, over connection: LineSocket) {
         guard let path = request.argument, let peer = request.arguments?.first else {
             connection.encode(ControlResponse.failure("'send' needs a path and a peer"))
             return
         }
         let host = host
-        let response: ControlResponse
+        let relay: ProgressRelay<TransferProgress, TransferProgress>
+        let transfer: Task<Void, Never>
         do {
-            let done = try host.runtime.handle.blockOn {
-                try await host.send(path: path, to: peer) { progress in connection.encode(ControlResponse(ok: true, progress: progress)) }
+            relay = try ProgressRelay()
+            transfer = try host.runtime.handle.spawn(name: "control send") {
+                do {
+                    relay.finish(.success(try await host.send(path: path, to: peer) { relay.post($0) }))
+                } catch {
+                    relay.finish(.failure(error))
+                }
             }
-            response = ControlResponse(ok: true, result: "done", progress: done)
         } catch {
-            response = .failure("\(error)")
+            connection.encode(ControlResponse.failure("\(error)"))
+            return
         }
-        connection.encode(response)
+        var clientLeft = false
+        while true {
+            switch relay.next(watching: clientLeft ? nil : connection.fd) {
+            case .update(let progress):
+                if !clientLeft, !connection.encode(ControlResponse(ok: true, progress: progress)) {
+                    clientLeft = true
+                    transfer.cancel()
+                }
+            case .clientLeft:
+                clientLeft = true
+                transfer.cancel()
+            case .finished(let outcome):
+                guard !clientLeft else { return }
+                switch outcome {
+                case .success(let done): connection.encode(ControlResponse(ok: true, result: "done", progress: done))
+                case .failure(let error): connection.encode(ControlResponse.failure("\(error)"))
+                }
+                return
+            }
+        }
     }
 
     /// `pair`: a first line with the code to compare once the peer's key is proven, then
@@ -392,4 +420,73 @@ public struct ControlSession: Sendable {
     public func readChunk() -> [UInt8]? { socket.readChunk() }
     /// The next reply line.
     public func decode<T: Decodable>(_ type: T.Type) -> T? { socket.decode(type) }
+}
+
+/// The updates of a long request, handed from the task doing it to the control thread
+/// that writes them to the client. Posting never blocks (only the latest update is kept,
+/// and a pipe wakes the thread), so the task never waits on a slow client; and while the
+/// thread waits it also watches the client's socket, so a client that hangs up is noticed
+/// at once, not at the next write.
+final class ProgressRelay<Update: Sendable, Outcome: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    // Guarded by `lock`.
+    private var latest: Update?
+    private var outcome: Result<Outcome, any Error>?
+    private let wake: (read: Int32, write: Int32)
+
+    init() throws(ControlError) {
+        var fds: [Int32] = [-1, -1]
+        guard kizuna_pipe_cloexec(&fds) == 0 else { throw ControlError("cannot make a pipe: \(String(cString: strerror(errno)))") }
+        for fd in fds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        wake = (fds[0], fds[1])
+    }
+
+    deinit {
+        close(wake.read)
+        close(wake.write)
+    }
+
+    func post(_ update: Update) {
+        lock.withLock { latest = update }
+        signal()
+    }
+
+    func finish(_ result: Result<Outcome, any Error>) {
+        lock.withLock { outcome = result }
+        signal()
+    }
+
+    private func signal() {
+        var byte: UInt8 = 1
+        _ = write(wake.write, &byte, 1)  // a full pipe already wakes the reader
+    }
+
+    enum Next {
+        case update(Update)
+        case finished(Result<Outcome, any Error>)
+        case clientLeft
+    }
+
+    /// The latest update not yet taken, else the outcome, else waits for either; or
+    /// `clientLeft` once the peer of socket `client` (if given) has hung up.
+    func next(watching client: Int32?) -> Next {
+        while true {
+            let ready: Next? = lock.withLock {
+                if let update = latest {
+                    latest = nil
+                    return .update(update)
+                }
+                return outcome.map { .finished($0) }
+            }
+            if let ready { return ready }
+            // POLLRDHUP (0x2000): the client shut its side or closed.
+            var fds = [pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0), pollfd(fd: client ?? -1, events: 0x2000, revents: 0)]
+            if poll(&fds, 2, -1) < 0 { continue }  // EINTR
+            if fds[0].revents != 0 {
+                var drain = [UInt8](repeating: 0, count: 64)
+                while read(wake.read, &drain, drain.count) > 0 {}
+            }
+            if client != nil, fds[1].revents & (0x2000 | Int16(POLLHUP) | Int16(POLLERR)) != 0 { return .clientLeft }
+        }
+    }
 }
