@@ -392,12 +392,7 @@ func sha256Hex(_ bytes: [UInt8]) -> String { SHA256.hash(data: bytes).map { Stri
 extension ProcessSuites.HostilePeerTests.Network {
     /// Waits (10 s at most) until bo completes a handshake again.
     func waitUntilAdmitted() throws {
-        let deadline = Date(timeIntervalSinceNow: 10)
-        while Date() < deadline {
-            if (try? connect()) != nil { return }
-            usleep(50_000)
-        }
-        throw HostFailure("bo admitted no connection within 10 s")
+        guard eventually(within: 10, { (try? connect()) != nil }) else { throw HostFailure("bo admitted no connection within 10 s") }
     }
 
     /// Sends an offer and returns without waiting for the answer.
