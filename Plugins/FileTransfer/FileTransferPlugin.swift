@@ -9,12 +9,15 @@ import Synchronization
 
 final class BuiltinFileTransfer: FileTransferPlugin {
     private let started = WatchChannel<Started?>(nil)
+    /// The same, for the calls that must not wait.
+    private let live = Mutex<Started?>(nil)
 
     final class Started: Sendable {
         let context: PluginContext
         let transport: any TransportPlugin
         let options: Options
         let offers = PendingOffers()
+        let running = RunningTransfers()
         /// Disk space promised to the transfers being received.
         let space = SpaceReservations()
         /// Numbers this host's outgoing transfers.
@@ -99,7 +102,11 @@ final class BuiltinFileTransfer: FileTransferPlugin {
         let running = Started(context: context, transport: transport, options: options)
         running.rateLimit.store(options.rateLimit, ordering: .relaxed)
         activeTransfers.withLock { $0 = running }
-        defer { activeTransfers.withLock { if $0?.context === context { $0 = nil } } }
+        live.withLock { $0 = running }
+        defer {
+            activeTransfers.withLock { if $0?.context === context { $0 = nil } }
+            live.withLock { $0 = nil }
+        }
         started.send(running)
         context.logger.info("receiving", metadata: ["directory": "\(options.receiveDirectory)", "accept": "\(options.accept.rawValue)"])
 
@@ -136,6 +143,15 @@ final class BuiltinFileTransfer: FileTransferPlugin {
     func send(path: String, to peer: Peer, progress: @escaping @Sendable (TransferProgress) -> Void) async throws -> TransferProgress {
         guard let running = await runningState() else { throw TransferError("the file-transfer plugin is not running") }
         return try await Sender(started: running, path: path, peer: peer, report: progress).run()
+    }
+
+    func answer(offer id: String, accept: Bool) -> Bool {
+        live.withLock { $0 }?.offers.answer(id, accept: accept) ?? false
+    }
+
+    func cancel(transfer id: String) -> Bool {
+        guard let running = live.withLock({ $0 }) else { return false }
+        return running.running.cancel(id, on: running.context.runtime)
     }
 
     private func runningState() async -> Started? {

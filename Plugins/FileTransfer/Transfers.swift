@@ -24,24 +24,40 @@ struct Sender {
         let id = "\(context.host.id.rawValue.prefix(8))-\(started.counter.add(1, ordering: .relaxed).newValue)"
         var progress = TransferProgress(id: id, peer: peer.id, name: name, bytesDone: 0, bytesTotal: files.reduce(0) { $0 + $1.size }, outgoing: true)
         context.events.publish(.transferProgress(progress))
+        var registered: RunningTransfers.Transfer?
         do {
             let connection = try await connect()
+            let running = started.running.begin(id, over: connection, outgoing: true)
+            registered = running
+            defer { started.running.end(id) }
             do {
                 try await transfer(files, sources, over: connection, &progress)
             } catch {
-                if Task.isCancelled {
+                if Task.isCancelled, !running.isCancelled {
                     // Told to the receiver, which keeps what it has for a later resume.
                     var failure = Wire.Message(.error)
                     failure.reason = "the sender cancelled the transfer"
-                    try? await connection.send(Wire.encode(failure))
+                    Wire.sendLast(failure, over: connection, on: context.runtime)
+                } else if !running.isCancelled, !(error is TransferError), let reason = await Wire.lastWord(from: connection) {
+                    // The send failed because the receiver ended the transfer; say why.
+                    await connection.close()
+                    throw TransferError("peer \(peer.id) ended the transfer after \(progress.bytesDone) of \(progress.bytesTotal) bytes: \(escapedForDisplay(reason))")
+                } else {
+                    await connection.close()
                 }
-                await connection.close()
                 throw error
             }
             await connection.close()
         } catch {
-            if (error as? TransferError)?.isViolation == true { started.violations.add(1, ordering: .relaxed) }
-            let failure = Task.isCancelled ? TransferError("the transfer was cancelled after \(progress.bytesDone) of \(progress.bytesTotal) bytes") : error
+            if (error as? TransferError)?.isViolation == true, registered?.isCancelled != true { started.violations.add(1, ordering: .relaxed) }
+            let failure =
+                if registered?.isCancelled == true {
+                    TransferError("the transfer was cancelled on this host (`kizuna cancel`) after \(progress.bytesDone) of \(progress.bytesTotal) bytes")
+                } else if Task.isCancelled {
+                    TransferError("the transfer was cancelled after \(progress.bytesDone) of \(progress.bytesTotal) bytes")
+                } else {
+                    error
+                }
             context.events.publish(.transferFailed(progress, reason: "\(failure)"))
             throw failure
         }
@@ -71,10 +87,22 @@ struct Sender {
         offer.files = files
         offer.total = progress.bytesTotal
         try await connection.send(Wire.encode(offer))
-        // While the receiver waits for its user, it says so now and then.
+        // While the receiver waits for its user, it says so at once and then now and then.
         var answer = try await Wire.expect([.answer, .waiting], from: connection)
-        while answer.type == .waiting { answer = try await Wire.expect([.answer, .waiting], from: connection) }
+        while answer.type == .waiting {
+            if !progress.awaitingAnswer {
+                progress.awaitingAnswer = true
+                started.context.events.publish(.transferProgress(progress))
+                report(progress)
+            }
+            answer = try await Wire.expect([.answer, .waiting], from: connection)
+        }
         guard answer.accept == true else { throw TransferError("peer \(peer.id) refused the transfer: \(escapedForDisplay(answer.reason ?? "no reason given"))") }
+        if progress.awaitingAnswer {
+            progress.awaitingAnswer = false
+            started.context.events.publish(.transferProgress(progress))
+            report(progress)
+        }
 
         var reported: Int64 = 0
         for (index, file) in files.enumerated() where !file.isDirectory {
@@ -144,16 +172,28 @@ struct Receiver {
     static let waitingInterval = Duration.seconds(10)
 
     func run() async {
+        // The receiver's own id for this transfer: random, so no peer can guess it and
+        // answer for, or stand in for, an offer of someone else.
+        let id = randomTransferID()
+        let running = started.running.begin(id, over: connection, outgoing: false)
+        defer { started.running.end(id) }
         var progress: TransferProgress?
         do {
-            try await receive(&progress)
+            try await receive(id: id, &progress)
         } catch {
-            if (error as? TransferError)?.isViolation == true { started.violations.add(1, ordering: .relaxed) }
-            var failure = Wire.Message(.error)
-            failure.reason = "\(error)"
-            try? await connection.send(Wire.encode(failure))
-            if let progress { started.context.events.publish(.transferFailed(progress, reason: "\(error)")) }
-            started.context.logger.warning("receive failed", metadata: ["peer": "\(connection.peer)", "reason": "\(error)"])
+            var reason = "\(error)"
+            if running.isCancelled {
+                // The peer was told by the cancel itself.
+                let kept = (progress?.bytesDone ?? 0) > 0 ? "; the partial file is kept, and sending again resumes from it" : ""
+                reason = "the transfer was cancelled on this host (`kizuna cancel`) after \(progress?.bytesDone ?? 0) of \(progress?.bytesTotal ?? 0) bytes\(kept)"
+            } else {
+                if (error as? TransferError)?.isViolation == true { started.violations.add(1, ordering: .relaxed) }
+                var failure = Wire.Message(.error)
+                failure.reason = reason
+                Wire.sendLast(failure, over: connection, on: started.context.runtime)
+            }
+            if let progress { started.context.events.publish(.transferFailed(progress, reason: reason)) }
+            started.context.logger.warning("receive failed", metadata: ["peer": "\(connection.peer)", "reason": "\(reason)"])
         }
         await connection.close()
     }
@@ -188,13 +228,10 @@ struct Receiver {
         return (paths, total)
     }
 
-    private func receive(_ progressSlot: inout TransferProgress?) async throws {
+    private func receive(id: String, _ progressSlot: inout TransferProgress?) async throws {
         let context = started.context
         let options = started.options
         let offer = try await Wire.expect(.offer, from: connection)
-        // The receiver's own id for this transfer: random, so no peer can guess it and
-        // answer for, or stand in for, an offer of someone else.
-        let id = randomTransferID()
         let files = offer.files ?? []
         let name = escapedForDisplay(offer.name ?? files.first?.path ?? "?")
         var progress = TransferProgress(id: id, peer: connection.peer, name: name, bytesDone: 0, bytesTotal: 0, outgoing: false)
@@ -269,6 +306,7 @@ struct Receiver {
             try output.seek(to: offset)
             progress.resumedFrom += offset
             progress.bytesDone += offset
+            progressSlot = progress
             var start = Wire.Message(.start)
             start.offset = offset
             try await connection.send(Wire.encode(start))
@@ -298,6 +336,7 @@ struct Receiver {
                     progress.bytesDone += Int64(chunk.count)
                     if progress.bytesDone - reported >= progressStep {
                         reported = progress.bytesDone
+                        progressSlot = progress
                         context.events.publish(.transferProgress(progress))
                     }
                 case .control(let message) where message.type == .end:
@@ -353,8 +392,8 @@ struct Receiver {
             group.addTask { await decision.wait(within: limit) }
             group.addTask {
                 while !Task.isCancelled {
-                    try await Task.sleep(for: Self.waitingInterval)
                     try await connection.send(Wire.encode(Wire.Message(.waiting)))
+                    try await Task.sleep(for: Self.waitingInterval)
                 }
                 return nil
             }

@@ -10,7 +10,8 @@ struct Kizuna: AsyncParsableCommand {
         commandName: "kizuna",
         abstract: "Connect nearby devices: a plugin host for discovery, transport, file transfer and streaming.",
         subcommands: [
-            Run.self, IdentityCommand.self, Peers.self, Pair.self, TrustCommand.self, Send.self, Stream.self, Watch.self, Plugins.self, Status.self,
+            Run.self, IdentityCommand.self, Peers.self, Pair.self, TrustCommand.self, Send.self, Transfers.self, Accept.self, Refuse.self, Cancel.self,
+            Stream.self, Watch.self, Plugins.self, Status.self,
             Events.self, ConformanceCommand.self,
             ConformanceCheckCommand.self, PluginCommand.self, Demo.self, FuzzCommand.self, ProbePlugin.self,
         ])
@@ -77,7 +78,7 @@ struct Run: AsyncParsableCommand {
 
     @Option(
         name: .long,
-        help: "Incoming transfers and streams: trusted (the default: accept from paired peers, hold other offers for `kizuna plugins call file-transfer accept ID`), ask (hold every offer), refuse, or auto (accept everything from anyone; warned about).")
+        help: "Incoming transfers and streams: trusted (the default: accept from paired peers, hold other offers for `kizuna accept ID`), ask (hold every offer), refuse, or auto (accept everything from anyone; warned about).")
     var accept: AcceptPolicy?
 
     @Option(name: .long, help: "This host's name for people (default: the machine's host name).")
@@ -186,7 +187,7 @@ struct Plugins: ParsableCommand {
         func run() throws {
             let plugins = try dir.map(Self.inspect) ?? (socket.send(ControlRequest(.list)).plugins ?? [])
             if json {
-                print(try encodeJSON(plugins))
+                print(try encodeJSON(plugins.map(PluginJSON.init)))
             } else {
                 printTable(
                     ["NAME", "KIND", "VERSION", "STATE", "LIBRARY"],
@@ -217,7 +218,7 @@ struct Plugins: ParsableCommand {
 
         func run() throws {
             let plugin = try socket.send(ControlRequest(.info, name)).plugin!
-            if json { return print(try encodeJSON(plugin)) }
+            if json { return print(try encodeJSON(PluginJSON(plugin))) }
             printFields([
                 ("name", plugin.name), ("kind", plugin.kind.rawValue), ("version", plugin.version),
                 ("state", plugin.state.description), ("description", plugin.description ?? "-"),
@@ -340,10 +341,13 @@ struct Events: ParsableCommand {
         try socket.client.followEvents { response in
             // Written straight to the descriptor: a follower piped into another program
             // must see each event as it happens, not when a buffer fills.
+            let time = response.time ?? Date()
             if let event = response.event {
-                writeLine(json ? ((try? encodeJSON(event, pretty: false)) ?? "") : event.summary)
+                writeLine(json ? ((try? encodeJSON(EventJSON(event, time: time), pretty: false)) ?? "") : "\(clockTime(time))  \(event.summary)")
             } else if let missed = response.missedEvents {
-                writeLine(json ? "{\"missedEvents\":\(missed)}" : "(missed \(missed) events)")
+                var line = EventJSON(type: "missed", time: time)
+                line.count = missed
+                writeLine(json ? ((try? encodeJSON(line, pretty: false)) ?? "") : "\(clockTime(time))  (missed \(missed) events)")
             }
             return true
         }
@@ -354,7 +358,7 @@ struct Events: ParsableCommand {
 
 func encodeJSON<T: Encodable>(_ value: T, pretty: Bool = true) throws -> String {
     let encoder = JSONEncoder()
-    encoder.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys] : [.sortedKeys]
+    encoder.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
     encoder.dateEncodingStrategy = .iso8601
     return String(decoding: try encoder.encode(value), as: UTF8.self)
 }

@@ -22,53 +22,87 @@ struct Peers: ParsableCommand {
 }
 
 struct Send: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Send a file or a folder to a peer, with a progress bar.")
+    static let configuration = CommandConfiguration(
+        abstract: "Send a file or a folder to a peer, with a progress bar; Ctrl-C cancels the transfer on both hosts.")
     @OptionGroup var socket: SocketOption
     @Argument(help: "The file or folder to send.") var path: String
     @Option(name: .long, help: "The peer: its id, its name, or a unique prefix of its id (`kizuna peers` lists them).") var to: String
     @Flag(name: .long, help: "No progress bar; just the result.") var quiet = false
+    @Flag(name: .long, help: "Print one JSON object per line for scripts: progress as it goes, then the result.") var json = false
 
     func run() throws {
         let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
         guard FileManager.default.fileExists(atPath: absolute) else { throw CommandFailure("\(path) does not exist") }
-        let bar = ProgressBar(enabled: !quiet)
+        let bar = ProgressBar(enabled: !quiet && !json)
         var last: TransferProgress?
+        var toldWaiting = false
         try socket.client.follow(ControlRequest(.send, absolute, arguments: [to])) { response in
-            guard response.ok else { throw CommandFailure(response.error ?? "the transfer failed") }
+            guard response.ok else {
+                bar.finish()
+                throw CommandFailure(response.error ?? "the transfer failed")
+            }
             if let progress = response.progress {
                 last = progress
+                if json, response.result == nil { writeLine(try encodeJSON(SendProgressJSON("progress", progress), pretty: false)) }
+                if progress.awaitingAnswer, !toldWaiting, !quiet, !json {
+                    // Said once, on its own line, whether or not stderr is a terminal.
+                    toldWaiting = true
+                    printError("waiting for \(peerName(progress.peer)) to accept \(progress.name) (\(ByteCount(progress.bytesTotal)))…")
+                }
                 bar.show(progress)
             }
             return response.result == nil
         }
         bar.finish()
         guard let done = last else { throw CommandFailure("the host ended the transfer without a result") }
-        let resumed = done.resumedFrom > 0 ? ", resumed from \(done.resumedFrom) bytes already there" : ""
-        print("sent \(done.name) to \(done.peer): \(done.bytesTotal) bytes, verified by the peer\(resumed) (transfer \(done.id))")
+        if json { return writeLine(try encodeJSON(SendProgressJSON("sent", done), pretty: false)) }
+        let resumed = done.resumedFrom > 0 ? ", resumed from \(ByteCount(done.resumedFrom)) already there" : ""
+        print("sent \(done.name) to \(peerName(done.peer)): \(ByteCount(done.bytesTotal)) (\(done.bytesTotal) bytes), verified by the peer\(resumed) (transfer \(done.id))")
+    }
+
+    /// "bo (3f9a…)" if the host knows the peer's name, else its short id.
+    private func peerName(_ id: PeerID) -> String {
+        let peer = (try? socket.send(ControlRequest(.peers)).peers)?.first { $0.id == id }
+        return peer.map { "\($0.name) (\(id.short))" } ?? id.short
     }
 }
 
-/// A one-line progress bar on stderr, redrawn at most ten times a second.
+/// A one-line progress bar on stderr, redrawn at most ten times a second: percent, bytes,
+/// rate and time left.
 final class ProgressBar {
     private let enabled: Bool
     private var lastDraw = Date.distantPast
-    private let started = Date()
+    /// When bytes started moving (not while the offer waited), and how many were there.
+    private var moving: (since: Date, from: Int64)?
 
     init(enabled: Bool) { self.enabled = enabled && isatty(2) == 1 }
 
     func show(_ progress: TransferProgress) {
-        guard enabled, Date().timeIntervalSince(lastDraw) > 0.1 || progress.bytesDone == progress.bytesTotal else { return }
+        guard enabled, !progress.awaitingAnswer else { return }
+        if moving == nil { moving = (Date(), progress.bytesDone) }
+        guard Date().timeIntervalSince(lastDraw) > 0.1 || progress.bytesDone == progress.bytesTotal else { return }
         lastDraw = Date()
+        FileHandle.standardError.write(Data(("\r" + Self.line(progress, since: moving!.since, from: moving!.from) + "\u{1B}[K").utf8))
+    }
+
+    /// "[#####.....] 42% 215 MiB of 512 MiB, 180 MiB/s, 2 s left".
+    static func line(_ progress: TransferProgress, since: Date, from: Int64, now: Date = Date()) -> String {
         let width = 30
         let filled = Int(progress.fraction * Double(width))
-        let seconds = max(Date().timeIntervalSince(started), 0.001)
-        let rate = Double(progress.bytesDone - progress.resumedFrom) / seconds / 1_048_576
-        let line = "\r[\(String(repeating: "#", count: filled))\(String(repeating: ".", count: width - filled))] \(Int(progress.fraction * 100))% \(progress.bytesDone)/\(progress.bytesTotal) bytes \(String(format: "%.1f", rate)) MiB/s"
-        FileHandle.standardError.write(Data(line.utf8))
+        let seconds = now.timeIntervalSince(since)
+        let moved = progress.bytesDone - from
+        var line = "[\(String(repeating: "#", count: filled))\(String(repeating: ".", count: width - filled))] \(Int(progress.fraction * 100))% \(ByteCount(progress.bytesDone)) of \(ByteCount(progress.bytesTotal))"
+        if seconds >= 0.5, moved > 0 {
+            let rate = Double(moved) / seconds
+            line += ", \(ByteCount(Int64(rate)))/s"
+            if progress.bytesDone < progress.bytesTotal { line += ", \(humanDuration(Double(progress.bytesTotal - progress.bytesDone) / rate)) left" }
+        }
+        return line
     }
 
     func finish() {
-        if enabled { FileHandle.standardError.write(Data("\n".utf8)) }
+        if enabled, moving != nil { FileHandle.standardError.write(Data("\n".utf8)) }
+        moving = nil
     }
 }
 

@@ -172,15 +172,83 @@ extension ProcessSuites {
                 let sending = try BackgroundCLI(["send", file, "--to", b.id, "--socket", a.socket], limit: 60)
                 let offered = try b.waitFor("offered by \(a.id)").last ?? ""
                 let id = try #require(offered.firstMatch(of: /transfer (\S+) offered/).map { String($0.1) })
-                #expect(try b.cli(["plugins", "call", "file-transfer", "pending"]).stdout.contains("\(id): letter.txt from \(PeerID(a.id).short) (not paired)"))
-                #expect(try b.cli(["plugins", "call", "file-transfer", accept ? "accept" : "refuse", id]).stdout.contains("true"))
+                // The sender is told the offer waits, and both hosts list it as waiting.
+                #expect(sending.waitForLine(containing: "waiting for bo").last?.contains("waiting for bo (\(PeerID(b.id).short)) to accept letter.txt (7 B)") == true)
+                let listed = try b.cli(["transfers"])
+                #expect(listed.stdout.contains(id) && listed.stdout.contains("waiting for you"), "\(listed.stdout)")
+                #expect(listed.stdout.contains("`kizuna accept \(id)` or `kizuna refuse \(id)`"), "\(listed.stdout)")
+                #expect(try a.cli(["transfers"]).stdout.contains("waiting for the peer"))
+                let answered = try b.cli([accept ? "accept" : "refuse", id])
+                #expect(answered.status == 0, "\(answered.stderr)")
+                #expect(answered.stdout.contains("\(accept ? "accepted" : "refused") offer \(id) (letter.txt, 7 B from \(PeerID(a.id).short))"), "\(answered.stdout)")
                 let result = sending.waitForLine(containing: accept ? "verified by the peer" : "refused")
                 #expect(result.last?.contains(accept ? "verified by the peer" : "refused the transfer: not accepted on the receiving host") == true, "\(result)")
                 #expect(sending.process.waitUntilExitOrKill() == (accept ? 0 : 1))
+                // Ended transfers stay listed, with how they ended.
+                let ended = try JSONSerialization.jsonObject(with: Data(try b.cli(["transfers", "--json"]).stdout.utf8)) as? [[String: Any]]
+                let record = try #require(ended?.first { $0["id"] as? String == id })
+                #expect(record["state"] as? String == (accept ? "done" : "failed"))
+                #expect(record["direction"] as? String == "incoming" && record["peer"] as? String == a.id)
             }
             #expect(FileManager.default.contentsEqual(atPath: file, andPath: "\(b.receiveDirectory)/letter.txt"))
-            // An answer to no offer is refused.
-            #expect(try b.cli(["plugins", "call", "file-transfer", "accept", "nothing-1"]).stdout.contains("false"))
+            // An answer to no offer fails and says what waits.
+            let nothing = try b.cli(["accept", "nothing-1"])
+            #expect(nothing.status == 1)
+            #expect(nothing.stderr.contains("no offer 'nothing-1' waits for an answer on this host; none waits now (`kizuna transfers` lists them)"), "\(nothing.stderr)")
+        }
+
+        @Test func kizunaCancelStopsATransferFromEitherSide() throws {
+            let work = Fixtures.temporaryDirectory()
+            let plugins = try BuiltinHost.pluginsDirectory(in: work, serviceType: BuiltinHost.serviceType())
+            let (a, b) = try BuiltinHost.pair(work: work, plugins: plugins)
+            defer {
+                _ = a.kill()
+                _ = b.kill()
+                try? FileManager.default.removeItem(atPath: work)
+            }
+            let file = "\(work)/long.bin"
+            try writeRandomFile(file, bytes: 24 << 20)
+            #expect(try a.cli(["plugins", "call", "file-transfer", "set-rate-limit", "\(4 << 20)"]).stdout.contains("true"))
+
+            // Cancelled by the receiver: the sender is told why.
+            var sending = try BackgroundCLI(["send", file, "--to", b.id, "--socket", a.socket], limit: 60)
+            _ = try #require(try waitForPartial(in: b.receiveDirectory, atLeast: 1 << 20))
+            let incoming = try #require(try transferID(on: b, direction: "incoming"))
+            let cancelled = try b.cli(["cancel", incoming])
+            #expect(cancelled.status == 0 && cancelled.stdout.contains("cancelled transfer \(incoming)"), "\(cancelled)")
+            var lines = sending.waitForLine(containing: "the receiver cancelled the transfer")
+            #expect(lines.last?.contains("ended the transfer after") == true, "\(lines)")
+            #expect(sending.process.waitUntilExitOrKill() == 1)
+            try b.waitFor("the transfer was cancelled on this host (`kizuna cancel`)")
+
+            // Cancelled by the sender's host: the receiver is told, and keeps what arrived.
+            sending = try BackgroundCLI(["send", file, "--to", b.id, "--socket", a.socket], limit: 60)
+            let outgoing = try #require(try transferID(on: a, direction: "outgoing", moving: true))
+            #expect(try a.cli(["cancel", outgoing]).status == 0)
+            lines = sending.waitForLine(containing: "cancelled on this host")
+            #expect(lines.last?.contains("the transfer was cancelled on this host (`kizuna cancel`) after") == true, "\(lines)")
+            #expect(sending.process.waitUntilExitOrKill() == 1)
+            try b.waitFor("the sender cancelled the transfer")
+            #expect(try b.status().violations["file-transfer"] == 0)
+            #expect(try a.status().violations["file-transfer"] == 0)
+
+            // A transfer that ended cannot be cancelled; the error says so.
+            let again = try a.cli(["cancel", outgoing])
+            #expect(again.status == 1)
+            #expect(again.stderr.contains("transfer '\(outgoing)' has already ended; none is under way now"), "\(again.stderr)")
+            #expect(try a.cli(["cancel", "no-such-transfer"]).stderr.contains("no transfer 'no-such-transfer' is under way on this host"))
+        }
+
+        /// The id of the first transfer `host` lists in `direction` (waiting up to 30 s).
+        func transferID(on host: BuiltinHost, direction: String, moving: Bool = false) throws -> String? {
+            var found: String?
+            _ = eventually(within: 30) {
+                let listed = try JSONSerialization.jsonObject(with: Data(try host.cli(["transfers", "--json"]).stdout.utf8)) as? [[String: Any]] ?? []
+                let under = listed.filter { $0["direction"] as? String == direction && [moving ? "moving" : "waiting", "moving"].contains($0["state"] as? String ?? "") }
+                found = under.first?["id"] as? String
+                return found != nil
+            }
+            return found
         }
 
         /// Polls the receive directory (with a deadline) for a partial file of `bytes` or more.

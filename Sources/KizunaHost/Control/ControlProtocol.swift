@@ -1,3 +1,4 @@
+public import Foundation
 public import KizunaSDK
 
 /// One request to a running host over its control socket: a JSON object on one line.
@@ -13,6 +14,9 @@ public struct ControlRequest: Sendable, Codable, Hashable {
         /// the request, `arguments` ["accept"] or ["refuse"]); the trusted peers; stop
         /// trusting one (`argument`).
         case identity, pair, pairings, answerPairing, trusted, untrust
+        /// Transfers: those under way and the latest that ended; answer a waiting offer
+        /// (`argument` the id, `arguments` ["accept"] or ["refuse"]); cancel one (`argument`).
+        case transfers, answerTransfer, cancelTransfer
     }
 
     public var command: Command
@@ -59,12 +63,17 @@ public struct ControlResponse: Sendable, Codable, Hashable {
     public var pairings: [PairingRequest]?
     /// For `trusted`, `peers` (which of them are trusted), `untrust` and a finished `pair`.
     public var trusted: [TrustedPeer]?
+    /// For `transfers`.
+    public var transfers: [TransferRecord]?
+    /// For `events`: when the host published the event.
+    public var time: Date?
 
     public init(
         ok: Bool, error: String? = nil, plugins: [PluginInfo]? = nil, plugin: PluginInfo? = nil, status: HostStatus? = nil,
         event: HostEvent? = nil, missedEvents: Int? = nil, actions: [PluginAction]? = nil, result: String? = nil,
         peers: [Peer]? = nil, progress: TransferProgress? = nil, stream: StreamReport? = nil, identity: IdentityReport? = nil,
-        pairing: PairingRequest? = nil, pairings: [PairingRequest]? = nil, trusted: [TrustedPeer]? = nil
+        pairing: PairingRequest? = nil, pairings: [PairingRequest]? = nil, trusted: [TrustedPeer]? = nil,
+        transfers: [TransferRecord]? = nil, time: Date? = nil
     ) {
         self.ok = ok
         self.error = error
@@ -82,6 +91,8 @@ public struct ControlResponse: Sendable, Codable, Hashable {
         self.pairing = pairing
         self.pairings = pairings
         self.trusted = trusted
+        self.transfers = transfers
+        self.time = time
     }
 
     public static func failure(_ message: String) -> ControlResponse { ControlResponse(ok: false, error: message) }

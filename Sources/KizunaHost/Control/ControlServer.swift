@@ -149,6 +149,17 @@ public final class ControlServer: Sendable {
                 }
                 return ControlResponse(ok: true, result: answer == "accept" ? "accepted" : "refused")
             case .trusted: return ControlResponse(ok: true, trusted: host.configuration.trust.all)
+            case .transfers: return ControlResponse(ok: true, transfers: host.transfers())
+            case .answerTransfer:
+                guard let id = request.argument, let answer = request.arguments?.first, ["accept", "refuse"].contains(answer) else {
+                    return .failure("'answerTransfer' needs an offer id and 'accept' or 'refuse'")
+                }
+                try await host.answerTransfer(id, accept: answer == "accept")
+                return ControlResponse(ok: true, result: answer == "accept" ? "accepted" : "refused")
+            case .cancelTransfer:
+                guard let id = request.argument else { return .failure("'cancelTransfer' needs a transfer id") }
+                try await host.cancelTransfer(id)
+                return ControlResponse(ok: true, result: "cancelled")
             case .untrust:
                 guard let peer = request.argument else { return .failure("'untrust' needs a peer") }
                 return ControlResponse(ok: true, trusted: [try host.untrust(peer)])
@@ -185,7 +196,7 @@ public final class ControlServer: Sendable {
         while let message = try? host.runtime.handle.blockOn({ await receiver.receive() }) {
             let response: ControlResponse
             switch message {
-            case .element(let event): response = ControlResponse(ok: true, event: event)
+            case .element(let event): response = ControlResponse(ok: true, event: event, time: Date())
             case .lagged(let missed): response = ControlResponse(ok: true, missedEvents: missed)
             }
             guard connection.encode(response) else { return }

@@ -31,10 +31,41 @@ extension KizunaHost {
     /// Sends the file or folder at `path` to `peer` with the running file-transfer plugin.
     public func send(path: String, to peer: String, progress: @escaping @Sendable (TransferProgress) -> Void) async throws -> TransferProgress {
         guard path.hasPrefix("/") else { throw SubsystemError("'\(path)' is not an absolute path; the host may run in another folder") }
+        let plugin = try fileTransfer()
+        return try await plugin.send(path: path, to: try self.peer(named: peer), progress: progress)
+    }
+
+    /// The transfers under way, oldest first, then the latest that ended.
+    public nonisolated func transfers() -> [TransferRecord] { state.transferRecords }
+
+    /// Answers the incoming offer `id` that waits for this host's user.
+    public func answerTransfer(_ id: String, accept: Bool) throws(SubsystemError) {
+        let plugin = try fileTransfer()
+        guard plugin.answer(offer: id, accept: accept) else {
+            let waiting = transfers().filter { $0.phase == .waiting && !$0.progress.outgoing }.map(\.progress.id)
+            throw SubsystemError(
+                "no offer '\(id)' waits for an answer on this host; "
+                    + (waiting.isEmpty ? "none waits now" : "waiting: \(waiting.joined(separator: ", "))") + " (`kizuna transfers` lists them)")
+        }
+    }
+
+    /// Stops transfer `id`, outgoing or incoming; the peer is told.
+    public func cancelTransfer(_ id: String) throws(SubsystemError) {
+        let plugin = try fileTransfer()
+        guard plugin.cancel(transfer: id) else {
+            let ended = transfers().first { $0.progress.id == id && ($0.phase == .done || $0.phase == .failed) }
+            let under = transfers().filter { $0.phase == .waiting || $0.phase == .moving }.map(\.progress.id)
+            throw SubsystemError(
+                (ended.map { "transfer '\(id)' has already \($0.phase == .done ? "finished" : "ended")" } ?? "no transfer '\(id)' is under way on this host")
+                    + "; " + (under.isEmpty ? "none is under way now" : "under way: \(under.joined(separator: ", "))") + " (`kizuna transfers` lists them)")
+        }
+    }
+
+    private func fileTransfer() throws(SubsystemError) -> any FileTransferPlugin {
         guard case .fileTransfer(let plugin)? = subsystem(.fileTransfer) else {
             throw SubsystemError("no file-transfer plugin is running; load one with `kizuna plugins load file-transfer`")
         }
-        return try await plugin.send(path: path, to: try self.peer(named: peer), progress: progress)
+        return plugin
     }
 
     /// Streams `frames` to `peer` with the running streaming plugin; returns the stream's id.

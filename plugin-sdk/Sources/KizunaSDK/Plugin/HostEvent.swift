@@ -1,3 +1,5 @@
+import Foundation
+
 /// Everything that happens in a Kizuna host, as published on its event bus.
 public enum HostEvent: Sendable, Hashable, Codable {
     case peerFound(Peer)
@@ -39,6 +41,21 @@ public enum HostEvent: Sendable, Hashable, Codable {
         case .peerTrusted(let id, let name): "peer trusted: \(id.short) (\(name))"
         case .peerUntrusted(let id): "peer no longer trusted: \(id.short)"
         }
+    }
+}
+
+extension HostEvent {
+    fileprivate var isOffer: Bool {
+        if case .transferOffered = self { return true }
+        return false
+    }
+}
+
+extension TransferRecord {
+    fileprivate mutating func update(_ progress: TransferProgress, _ phase: Phase, at time: Date) {
+        self.progress = progress
+        self.phase = phase
+        updated = time
     }
 }
 
@@ -94,6 +111,8 @@ public final class SharedState: Sendable {
         var peers: [PeerID: Peer] = [:]
         var connections: [String: ConnectionInfo] = [:]
         var transfers: [String: TransferProgress] = [:]
+        var records: [String: TransferRecord] = [:]
+        var ended: [TransferRecord] = []
         var plugins: [String: PluginState] = [:]
     }
 
@@ -112,6 +131,14 @@ public final class SharedState: Sendable {
     public var transfers: [String: TransferProgress] { tables.withLock { $0.transfers } }
     /// Plugin states, by plugin name.
     public var plugins: [String: PluginState] { tables.withLock { $0.plugins } }
+    /// The transfers under way, oldest first, then the latest ``endedTransfersKept`` that
+    /// ended, oldest first.
+    public var transferRecords: [TransferRecord] {
+        tables.withLock { $0.records.values.sorted { ($0.started, $0.progress.id) < ($1.started, $1.progress.id) } + $0.ended }
+    }
+
+    /// How many ended transfers ``transferRecords`` keeps.
+    public static let endedTransfersKept = 50
 
     /// Records what `event` changes.
     func apply(_ event: HostEvent) {
@@ -121,8 +148,23 @@ public final class SharedState: Sendable {
             case .peerLost(let id): tables.peers[id] = nil
             case .connectionUp(let info): tables.connections[info.id] = info
             case .connectionDown(let info): tables.connections[info.id] = nil
-            case .transferOffered(let progress), .transferProgress(let progress): tables.transfers[progress.id] = progress
-            case .transferDone(let progress), .transferFailed(let progress, _): tables.transfers[progress.id] = nil
+            case .transferOffered(let progress), .transferProgress(let progress):
+                tables.transfers[progress.id] = progress
+                let now = Date()
+                let phase: TransferRecord.Phase = progress.awaitingAnswer || event.isOffer ? .waiting : .moving
+                tables.records[progress.id, default: TransferRecord(progress: progress, phase: phase, started: now, updated: now)].update(progress, phase, at: now)
+            case .transferDone(let progress), .transferFailed(let progress, _):
+                tables.transfers[progress.id] = nil
+                let now = Date()
+                var record = tables.records.removeValue(forKey: progress.id) ?? TransferRecord(progress: progress, phase: .moving, started: now, updated: now)
+                if case .transferFailed(_, let reason) = event {
+                    record.update(progress, .failed, at: now)
+                    record.reason = reason
+                } else {
+                    record.update(progress, .done, at: now)
+                }
+                tables.ended.append(record)
+                if tables.ended.count > Self.endedTransfersKept { tables.ended.removeFirst(tables.ended.count - Self.endedTransfersKept) }
             case .streamStarted, .streamEnded, .pairingRequested, .peerTrusted, .peerUntrusted: break
             case .pluginStateChanged(let name, let state): tables.plugins[name] = state
             }

@@ -32,6 +32,20 @@ public protocol FileTransferPlugin: Plugin {
     /// peer has verified and stored everything. `progress` is called as bytes are
     /// acknowledged, as well as the same progress being published on the event bus.
     func send(path: String, to peer: Peer, progress: @escaping @Sendable (TransferProgress) -> Void) async throws -> TransferProgress
+    /// Answers an incoming offer that waits for a person (``HostEvent/transferOffered(_:)``);
+    /// false if no offer `id` waits. Called by `kizuna accept` and `kizuna refuse`.
+    func answer(offer id: String, accept: Bool) -> Bool
+    /// Stops transfer `id`, outgoing or incoming, and tells the peer; false if no transfer
+    /// `id` is under way. The transfer ends with ``HostEvent/transferFailed(_:reason:)``.
+    /// Called by `kizuna cancel`.
+    func cancel(transfer id: String) -> Bool
+}
+
+extension FileTransferPlugin {
+    /// For a plugin that never holds offers: there is none to answer.
+    public func answer(offer id: String, accept: Bool) -> Bool { false }
+    /// For a plugin whose transfers cannot be stopped: none is cancelled.
+    public func cancel(transfer id: String) -> Bool { false }
 }
 
 /// Streams live frames to peers over the transport it is given, and hands the frames of

@@ -85,7 +85,7 @@ public enum PluginObject: Sendable {
 public enum PluginBuildFacts {
     /// The SDK version a module was compiled against.
     @_alwaysEmitIntoClient
-    public static var sdkVersion: StaticString { "0.3.0" }
+    public static var sdkVersion: StaticString { "0.4.0" }
 
     /// The Swift compiler a module was compiled with (major, minor, patch). Versions this
     /// SDK does not know are reported as the newest it knows, plus one minor.

@@ -1,3 +1,5 @@
+public import struct Foundation.Date
+
 /// The progress of one file transfer.
 public struct TransferProgress: Sendable, Hashable, Codable {
     /// An identifier unique within the host.
@@ -15,9 +17,13 @@ public struct TransferProgress: Sendable, Hashable, Codable {
     /// Bytes that were already at the receiver from an interrupted attempt, and were not
     /// sent again (0 for a fresh transfer).
     public var resumedFrom: Int64
+    /// True while the offer waits for the receiving side's answer (its user decides).
+    public var awaitingAnswer: Bool
 
     /// Creates a progress record.
-    public init(id: String, peer: PeerID, name: String, bytesDone: Int64, bytesTotal: Int64, outgoing: Bool, resumedFrom: Int64 = 0) {
+    public init(
+        id: String, peer: PeerID, name: String, bytesDone: Int64, bytesTotal: Int64, outgoing: Bool, resumedFrom: Int64 = 0, awaitingAnswer: Bool = false
+    ) {
         self.id = id
         self.peer = peer
         self.name = name
@@ -25,10 +31,46 @@ public struct TransferProgress: Sendable, Hashable, Codable {
         self.bytesTotal = bytesTotal
         self.outgoing = outgoing
         self.resumedFrom = resumedFrom
+        self.awaitingAnswer = awaitingAnswer
     }
 
     /// The fraction done, from 0 to 1.
     public var fraction: Double { bytesTotal > 0 ? Double(bytesDone) / Double(bytesTotal) : 1 }
+}
+
+/// One transfer as the host's ``SharedState`` remembers it: under way, or one of the
+/// latest that ended.
+public struct TransferRecord: Sendable, Hashable, Codable {
+    /// Where a transfer is.
+    public enum Phase: String, Sendable, Hashable, Codable {
+        /// Offered; the receiving side's user has not answered yet.
+        case waiting
+        /// Bytes are moving.
+        case moving
+        /// Everything arrived and was verified.
+        case done
+        /// It ended early (refused, cancelled, lost, or broken); ``TransferRecord/reason`` says why.
+        case failed
+    }
+
+    /// The latest progress.
+    public var progress: TransferProgress
+    public var phase: Phase
+    /// Why it failed, for ``Phase/failed``.
+    public var reason: String?
+    /// When the host first heard of it.
+    public var started: Date
+    /// When it last changed.
+    public var updated: Date
+
+    /// Creates a record.
+    public init(progress: TransferProgress, phase: Phase, reason: String? = nil, started: Date, updated: Date) {
+        self.progress = progress
+        self.phase = phase
+        self.reason = reason
+        self.started = started
+        self.updated = updated
+    }
 }
 
 /// One frame of a live stream.
