@@ -119,9 +119,9 @@ extension ProcessSuites {
 
             let list = try CLI.run(["plugins", "list", "--json", "--socket", socket])
             #expect(list.status == 0)
-            let plugins = try JSONDecoder().decode([PluginInfo].self, from: Data(list.stdout.utf8))
+            let plugins = try JSONDecoder().decode([ListedPlugin].self, from: Data(list.stdout.utf8))
             #expect(Set(plugins.map(\.name)) == ["finder", "memory"])
-            #expect(plugins.allSatisfy { $0.state == .running })
+            #expect(plugins.allSatisfy { $0.state == "running" })
 
             let table = try CLI.run(["plugins", "list", "--socket", socket])
             #expect(table.stdout.hasPrefix("NAME    KIND       VERSION  STATE    LIBRARY\n"))
@@ -183,7 +183,7 @@ extension ProcessSuites {
             }
             // Still serving after every refusal.
             let list = try CLI.run(["plugins", "list", "--json", "--socket", socket])
-            #expect(try JSONDecoder().decode([PluginInfo].self, from: Data(list.stdout.utf8)).count == 2)
+            #expect(try JSONDecoder().decode([ListedPlugin].self, from: Data(list.stdout.utf8)).count == 2)
         }
 
         @Test func eventsAreFollowedLive() throws {
@@ -200,7 +200,8 @@ extension ProcessSuites {
                 loaded = try CLI.run(["plugins", "load", "frames", "--socket", socket]).status == 0
             }
             let lines = follower.waitForLine(containing: "plugin frames: running")
-            #expect(lines.last == "plugin frames: running")
+            // Each line starts with the local time the host passed the event on.
+            #expect(lines.last?.wholeMatch(of: /\d\d:\d\d:\d\d  plugin frames: running/) != nil, "\(lines)")
         }
 
         @Test func actionsAreListedAndCalledThroughTheCLI() throws {
@@ -231,10 +232,10 @@ extension ProcessSuites {
             try "schema = 1\nname = \"x\"\nflavour = 1\n".write(toFile: "\(directory)/odd.toml", atomically: true, encoding: .utf8)
             let outcome = try CLI.run(["plugins", "list", "--dir", directory, "--json"])
             #expect(outcome.status == 0)
-            let plugins = try JSONDecoder().decode([PluginInfo].self, from: Data(outcome.stdout.utf8))
+            let plugins = try JSONDecoder().decode([ListedPlugin].self, from: Data(outcome.stdout.utf8))
             #expect(plugins.map(\.name) == ["finder", "odd"])
-            #expect(plugins[0].state == .discovered)
-            #expect(plugins[1].state.description.contains("field 'flavour' is not a manifest key"))
+            #expect(plugins[0].state == "discovered")
+            #expect(plugins[1].reason?.contains("field 'flavour' is not a manifest key") == true)
         }
 
         @Test func withoutAHostTheErrorSaysHowToStartOne() throws {

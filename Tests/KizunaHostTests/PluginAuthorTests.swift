@@ -81,7 +81,7 @@ extension ProcessSuites {
             let loaded = try CLI.run(["plugins", "load", "lan-beacon", "--socket", socket])
             #expect(loaded.status == 0, "\(loaded.stderr)")
             #expect(loaded.stdout.contains("loaded lan-beacon (discovery 0.1.0): running"))
-            let info = try JSONDecoder().decode(PluginInfo.self, from: Data(try CLI.run(["plugins", "info", "lan-beacon", "--json", "--socket", socket]).stdout.utf8))
+            let info = try JSONDecoder().decode(ListedPlugin.self, from: Data(try CLI.run(["plugins", "info", "lan-beacon", "--json", "--socket", socket]).stdout.utf8))
             #expect(info.sha256 == digest)
             #expect(host.waitForLine(containing: "peer found: aiko").last?.contains("peer found: aiko") == true)
             let peers = try JSONDecoder().decode([Peer].self, from: Data(try CLI.run(["peers", "--json", "--socket", socket]).stdout.utf8))

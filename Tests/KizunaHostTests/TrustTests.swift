@@ -176,7 +176,7 @@ extension ProcessSuites {
             let plugins = try BuiltinHost.pluginsDirectory(in: work, serviceType: BuiltinHost.serviceType())
             let b = try BuiltinHost(name: "bo", work: work, plugins: plugins)
             defer { _ = b.kill() }
-            let status = try JSONDecoder().decode([PluginInfo].self, from: Data(try b.cli(["plugins", "list", "--json"]).stdout.utf8))
+            let status = try JSONDecoder().decode([ListedPlugin].self, from: Data(try b.cli(["plugins", "list", "--json"]).stdout.utf8))
             #expect(status.contains { $0.name == "tcp-transport" })
             let port = try b.transportPort()
             // The relay presents its own certificate to aiko and to bo.

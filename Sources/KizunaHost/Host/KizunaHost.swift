@@ -392,7 +392,18 @@ public actor KizunaHost {
             setState(loaded, .stopped)
         }
         logger.info("plugin stopped", metadata: ["plugin": "\(loaded.manifest.name)", "state": "\(loaded.state)"])
+        forgetPeersIfNoDiscoveryRuns(besides: loaded)
         return info(of: loaded)
+    }
+
+    /// Once the last discovery plugin stops, nothing vouches for the peers it found: they
+    /// are lost (an event each), not listed for ever. (While another discovery plugin runs,
+    /// they stay until it loses them.)
+    private func forgetPeersIfNoDiscoveryRuns(besides stopped: LoadedPlugin) {
+        guard stopped.manifest.kind == .discovery,
+            !plugins.values.contains(where: { $0 !== stopped && $0.manifest.kind == .discovery && ($0.state == .running || $0.state == .starting) })
+        else { return }
+        for peer in state.peers.keys.sorted(by: { $0.rawValue < $1.rawValue }) { events.publish(.peerLost(peer)) }
     }
 
     /// After `run` has ended: gives the plugin's other tasks the cancellation grace period
