@@ -44,8 +44,8 @@ final class RunningTransfers: Sendable {
 }
 
 extension Wire {
-    /// Sends `message`, then closes `connection`, in a task of its own: the caller may be
-    /// cancelled already (a cancelled task's sends fail), and the peer should still hear why.
+    /// Sends `message`, then closes `connection`. A cancelled task's sends fail, so a
+    /// cancelled caller hands both to a task of their own: the peer should still hear why.
     static func sendLast(_ message: Message, over connection: any Connection, on runtime: RuntimeHandle) {
         let lastWord: @Sendable () async -> Void = {
             try? await connection.send(encode(message))
@@ -53,6 +53,14 @@ extension Wire {
         }
         // A runtime that is shutting down spawns nothing; the word still goes out.
         if (try? runtime.spawn(name: "file-transfer last word", lastWord)) == nil { Task { await lastWord() } }
+    }
+
+    /// Sends `message` and closes `connection`, waiting for both unless the caller is
+    /// cancelled (see ``sendLast(_:over:on:)``).
+    static func sendFinal(_ message: Message, over connection: any Connection, on runtime: RuntimeHandle) async {
+        if Task.isCancelled { return sendLast(message, over: connection, on: runtime) }
+        try? await connection.send(encode(message))
+        await connection.close()
     }
 }
 

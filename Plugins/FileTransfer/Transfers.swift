@@ -180,6 +180,7 @@ struct Receiver {
         var progress: TransferProgress?
         do {
             try await receive(id: id, &progress)
+            await connection.close()
         } catch {
             var reason = "\(error)"
             if running.isCancelled {
@@ -190,12 +191,12 @@ struct Receiver {
                 if (error as? TransferError)?.isViolation == true { started.violations.add(1, ordering: .relaxed) }
                 var failure = Wire.Message(.error)
                 failure.reason = reason
-                Wire.sendLast(failure, over: connection, on: started.context.runtime)
+                await Wire.sendFinal(failure, over: connection, on: started.context.runtime)
             }
             if let progress { started.context.events.publish(.transferFailed(progress, reason: reason)) }
             started.context.logger.warning("receive failed", metadata: ["peer": "\(connection.peer)", "reason": "\(reason)"])
+            // (A cancelled transfer's connection is closed by the cancel.)
         }
-        await connection.close()
     }
 
     /// Answers the offer with a refusal and ends the transfer; `violation` if the offer

@@ -11,7 +11,8 @@ struct ConformanceCommand: ParsableCommand {
 
     @Argument(help: "The plugin: a manifest path, or a name found in the search directories.") var plugin: String
     @Option(name: .long, help: "The plugins directory to search (default: ~/.kizuna/plugins).") var pluginsDir: String?
-    @Option(name: .long, help: "The transport to run file-transfer, streaming and discovery plugins over (default: tcp-transport).") var transport: String?
+    @Option(name: .long, help: "The transport to run file-transfer, streaming and discovery plugins over: a name or a manifest path (default: tcp-transport, from the plugin's folder, the search directories, or the manifests that came with this kizuna).") var transport: String?
+    @Flag(name: .long, help: "Exit 0 even when checks were skipped (by default a skipped check fails the run: the suite did not check what it skipped).") var allowSkipped = false
     @Flag(name: .long, help: "List the checks for this plugin and exit.") var list = false
     @Option(name: .long, parsing: .singleValue, help: "Run only these checks: an id, a group such as lifecycle, or a pattern such as 'transport.*'. Repeatable.") var include: [String] = []
     @Option(name: .long, parsing: .singleValue, help: "Skip these checks (same forms as --include). Repeatable.") var exclude: [String] = []
@@ -32,20 +33,35 @@ struct ConformanceCommand: ParsableCommand {
             return printTable(["CHECK", "WHAT IT CHECKS"], selected.map { [$0.id, $0.summary] })
         }
         guard !selected.isEmpty else { throw CommandFailure("no check matches --include/--exclude; `kizuna conformance \(plugin) --list` shows them") }
-        if !json { printError("conformance of \(suite.manifest.name) (\(suite.manifest.kind)) from \(suite.manifest.path), \(selected.count) checks") }
+        if !json { printError("conformance of \(suite.manifest.name) (\(suite.manifest.kind)) from \(suite.manifest.path), \(selected.count) check\(selected.count == 1 ? "" : "s")") }
         var results: [CheckResult] = []
+        let showRunning = !json && isatty(1) == 1
         for check in selected {
+            // A check can take a while: say which one runs, then overwrite the line.
+            if showRunning { FileHandle.standardOutput.write(Data("… \(check.id)\r".utf8)) }
             let result = runChild(check.id, suite: suite)
+            if showRunning { FileHandle.standardOutput.write(Data("\u{1B}[K".utf8)) }
+            // A reason already given for an earlier skip is not repeated.
+            let repeated = result.status == .skipped && results.contains { $0.status == .skipped && $0.message == result.message }
             results.append(result)
-            if !json { writeLine(format(result)) }
+            if !json { writeLine(format(result, repeated: repeated)) }
         }
         let counts = CheckStatus.allCases.map { status in (status, results.filter { $0.status == status }.count) }.filter { $0.1 > 0 }
+        let skipped = results.filter { $0.status == .skipped }
         if json {
             print(try encodeJSON(Report(plugin: suite.manifest.name, kind: suite.manifest.kind, results: results)))
         } else {
             writeLine(counts.map { "\($0.1) \($0.0.rawValue)" }.joined(separator: ", "))
         }
         if results.contains(where: { !$0.status.isSuccess }) { throw ExitCode(1) }
+        if !skipped.isEmpty, !allowSkipped {
+            let needsTransport = skipped.contains { $0.message.contains("transport") }
+            printError(
+                "kizuna: \(skipped.count) of \(results.count) checks were skipped, so the plugin is not shown to conform"
+                    + (needsTransport ? "; give a transport to run them over with --transport NAME_OR_MANIFEST (such as a checkout's manifests/tcp-transport.toml)" : "")
+                    + "; --allow-skipped accepts a partial run")
+            throw ExitCode(1)
+        }
     }
 
     struct Report: Codable {
@@ -54,9 +70,10 @@ struct ConformanceCommand: ParsableCommand {
         var results: [CheckResult]
     }
 
-    private func format(_ result: CheckResult) -> String {
+    private func format(_ result: CheckResult, repeated: Bool = false) -> String {
         let status = result.status.rawValue.uppercased().padding(toLength: 9, withPad: " ", startingAt: 0)
-        return "\(status) \(result.id) (\(String(format: "%.1f", result.seconds)) s)\(result.message.isEmpty ? "" : ": \(result.message)")"
+        let message = repeated ? ": (the same reason)" : result.message.isEmpty ? "" : ": \(result.message)"
+        return "\(status) \(result.id) (\(String(format: "%.1f", result.seconds)) s)\(message)"
     }
 
     /// Runs one check in a child `kizuna conformance-check`, killing it at the time limit.

@@ -11,10 +11,10 @@ struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run two hosts on this machine that discover each other, transfer a file, stream, and shut down.")
 
-    @Option(name: .long, help: "The built-in plugins' manifests (default: ./manifests).")
+    @Option(name: .long, help: "The built-in plugins' manifests.")
     var pluginsDir = "manifests"
 
-    @Option(name: .long, help: "Size of the file to send, in MiB.")
+    @Option(name: .customLong("file-mib"), help: "Size of the file to send, in MiB.")
     var fileMiB = 64
 
     @Option(name: .long, help: "Seconds to stream.")

@@ -10,7 +10,8 @@ import KizunaSDK
 /// `plugins list --json` (an array of these) and `plugins info --json`.
 struct PluginJSON: Encodable {
     var name: String
-    var kind: String
+    /// Absent for a manifest that cannot be read (`plugins list --dir`).
+    var kind: String?
     var version: String
     /// discovered, loaded, starting, running, stopping, stopped, failed, blocked or stuck.
     var state: String
@@ -31,7 +32,7 @@ struct PluginJSON: Encodable {
 
     init(_ plugin: PluginInfo) {
         name = plugin.name
-        kind = plugin.kind.rawValue
+        kind = plugin.manifestReadable ? plugin.kind.rawValue : nil
         version = plugin.version
         state = Plugins.List.shortState(plugin.state)
         switch plugin.state {

@@ -6,15 +6,108 @@ import KizunaSDK
 
 @main
 struct Kizuna: AsyncParsableCommand {
+    /// This build of Kizuna.
+    static let version = "0.4.0"
+
     static let configuration = CommandConfiguration(
         commandName: "kizuna",
         abstract: "Connect nearby devices: a plugin host for discovery, transport, file transfer and streaming.",
+        version: "kizuna \(version) (KizunaSDK \(SDKInfo.version), Swift \(SDKInfo.compilerVersion))",
         subcommands: [
             Run.self, IdentityCommand.self, Peers.self, Pair.self, TrustCommand.self, Send.self, Transfers.self, Accept.self, Refuse.self, Cancel.self,
             Stream.self, Watch.self, Plugins.self, Status.self,
             Events.self, ConformanceCommand.self,
             ConformanceCheckCommand.self, PluginCommand.self, Demo.self, FuzzCommand.self, ProbePlugin.self,
         ])
+}
+
+extension Kizuna {
+    /// Parses and runs the command; a mistyped command gets a "did you mean" first.
+    static func main() async {
+        unblockTerminationSignals()
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        do {
+            var command = try parseAsRoot(arguments)
+            if var asynchronous = command as? any AsyncParsableCommand {
+                try await asynchronous.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            guard let hint = CommandSuggestion.hint(for: arguments, in: Kizuna.self) else { exit(withError: error) }
+            printError(fullMessage(for: error))
+            printError(hint)
+            exit(withError: ExitCode(exitCode(for: error).rawValue))
+        }
+    }
+}
+
+/// A process inherits its parent's blocked signals (a program that spawns `kizuna` from a
+/// Dispatch or Swift concurrency thread passes on a mask that blocks nearly everything):
+/// Ctrl-C, SIGTERM and SIGHUP must still reach `kizuna`, so they are unblocked first.
+private func unblockTerminationSignals() {
+    var signals = sigset_t()
+    sigemptyset(&signals)
+    for number in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] { sigaddset(&signals, number) }
+    pthread_sigmask(SIG_UNBLOCK, &signals, nil)
+}
+
+/// "did you mean 'plugins'?" for a word that names no command where one is expected.
+enum CommandSuggestion {
+    /// A line for the first word of `arguments` that is not a subcommand of the command
+    /// reached so far, if a command's name is close to it; nil otherwise.
+    static func hint(for arguments: [String], in root: any ParsableCommand.Type) -> String? {
+        var command = root
+        var path = [root.configuration.commandName ?? "kizuna"]
+        for word in arguments where !word.hasPrefix("-") {
+            let subcommands = command.configuration.subcommands
+            guard !subcommands.isEmpty else { return nil }
+            let named = subcommands.filter { $0.configuration.shouldDisplay }.map { ($0._commandName, $0) }
+            if let next = subcommands.first(where: { $0._commandName == word || $0.configuration.aliases.contains(word) }) {
+                command = next
+                path.append(word)
+                continue
+            }
+            // The word may be right under a sibling whose name was mistyped: `plugin list`.
+            if path.count >= 2, let parent = parent(of: path, from: root) {
+                let siblings = parent.configuration.subcommands.filter { $0.configuration.shouldDisplay && $0._commandName != path.last }
+                if let sibling = siblings.first(where: { close($0._commandName, path.last!) && $0.configuration.subcommands.contains { $0._commandName == word } }) {
+                    return "kizuna: did you mean `\((path.dropLast() + [sibling._commandName, word]).joined(separator: " "))`?"
+                }
+            }
+            let near = named.filter { close($0.0, word) }.map(\.0)
+            guard !near.isEmpty else { return nil }
+            return "kizuna: '\(word)' is not a command of `\(path.joined(separator: " "))`; did you mean \(near.map { "`\((path + [$0]).joined(separator: " "))`" }.joined(separator: " or "))?"
+        }
+        return nil
+    }
+
+    private static func parent(of path: [String], from root: any ParsableCommand.Type) -> (any ParsableCommand.Type)? {
+        var command = root
+        for word in path.dropFirst().dropLast() {
+            guard let next = command.configuration.subcommands.first(where: { $0._commandName == word }) else { return nil }
+            command = next
+        }
+        return command
+    }
+
+    /// Within two edits, or one is the start of the other.
+    static func close(_ a: String, _ b: String) -> Bool {
+        guard a != b else { return false }
+        if a.hasPrefix(b) || b.hasPrefix(a) { return min(a.count, b.count) >= 3 }
+        return distance(Array(a), Array(b)) <= (max(a.count, b.count) > 4 ? 2 : 1)
+    }
+
+    /// Levenshtein distance.
+    static func distance(_ a: [Character], _ b: [Character]) -> Int {
+        var previous = Array(0...b.count)
+        for (i, x) in a.enumerated() {
+            var current = [i + 1]
+            for (j, y) in b.enumerated() { current.append(min(previous[j + 1] + 1, current[j] + 1, previous[j] + (x == y ? 0 : 1))) }
+            previous = current
+        }
+        return previous[b.count]
+    }
 }
 
 /// The child a host runs to open a plugin library before it maps it (``PluginProbe``):
@@ -92,14 +185,17 @@ struct Run: AsyncParsableCommand {
     @Flag(name: .long, help: "Probe every plugin library again, even those an earlier probe of the same file passed or refused.")
     var probeAgain = false
 
-    @Flag(name: .long, help: "Do not print peers, transfers and streams as they happen.")
+    @Flag(name: .long, help: "Do not print peers, transfers and streams as they happen (warnings and errors are still printed).")
     var quiet = false
+
+    @OptionGroup var log: LogOptions
 
     enum AcceptPolicy: String, ExpressibleByArgument, CaseIterable { case trusted, ask, refuse, auto }
 
     func run() async throws {
         // Caught from the start: a SIGTERM while plugins load still stops the host cleanly.
         let termination = TerminationSignal.install()
+        log.bootstrap()
         var runtime = RuntimeConfiguration()
         if let workers { runtime.workerThreads = workers }
         var transfer: [String: SettingValue] = [:]
@@ -109,6 +205,14 @@ struct Run: AsyncParsableCommand {
             transfer["accept"] = .string(accept.rawValue)
             // Streams are not held for a decision: `ask` takes them from paired peers only.
             streaming["accept"] = .string(accept == .ask ? "trusted" : accept.rawValue)
+        }
+        var isDirectory: ObjCBool = false
+        if let pluginsDir {
+            guard FileManager.default.fileExists(atPath: pluginsDir, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw CommandFailure("the plugins directory \(pluginsDir) does not exist or is not a folder; create it (`mkdir -p \(pluginsDir)`) or give another --plugins-dir")
+            }
+        } else if !FileManager.default.fileExists(atPath: HostConfiguration.defaultPluginsDirectory) {
+            printError("kizuna: warning: there is no plugins directory at \(HostConfiguration.defaultPluginsDirectory), so the host starts with no plugins; put manifests there, or give --plugins-dir (such as this checkout's manifests)")
         }
         let state = stateDir.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? HostConfiguration.defaultStateDirectory
         let identity: DeviceIdentity
@@ -140,8 +244,8 @@ struct Run: AsyncParsableCommand {
         // Subscribe before the plugins start, so nothing they find is missed; print only
         // once the host is reported running.
         let narration = quiet ? nil : host.events.subscribe()
-        let failures = await host.loadAll()
-        for failure in failures { printError("kizuna: \(failure)") }
+        // What failed to load is in the log (an error line each), said once.
+        _ = await host.loadAll()
         // Status lines go straight to the descriptor, so a supervisor reading a pipe sees
         // "host running" when it happens.
         let plugins = try await host.list()
@@ -160,11 +264,21 @@ struct Run: AsyncParsableCommand {
 /// Prints what happens between hosts (peers, transfers, streams) as it happens.
 private func narrate(_ events: BroadcastReceiver<HostEvent>, on host: KizunaHost) {
     _ = try? host.runtime.handle.spawn(name: "narrate") {
+        // A discovery plugin may announce a peer again (a refresh, a second address): each
+        // peer is told once, and again only when what is known of it changes.
+        var known: [PeerID: Peer] = [:]
         for await message in events {
             guard case .element(let event) = message else { continue }
             switch event {
-            case .peerFound, .peerLost, .transferOffered, .transferDone, .transferFailed, .streamStarted, .streamEnded, .pairingRequested, .peerTrusted,
-                .peerUntrusted:
+            case .peerFound(let peer):
+                guard known[peer.id] != peer else { continue }
+                let changed = known[peer.id] != nil
+                known[peer.id] = peer
+                writeLine("kizuna: \(changed ? event.summary.replacing("peer found:", with: "peer changed:", maxReplacements: 1) : event.summary)")
+            case .peerLost(let id):
+                guard known.removeValue(forKey: id) != nil else { continue }
+                writeLine("kizuna: \(event.summary)")
+            case .transferOffered, .transferDone, .transferFailed, .streamStarted, .streamEnded, .pairingRequested, .peerTrusted, .peerUntrusted:
                 writeLine("kizuna: \(event.summary)")
             default: break
             }
@@ -191,12 +305,15 @@ struct Plugins: ParsableCommand {
             } else {
                 printTable(
                     ["NAME", "KIND", "VERSION", "STATE", "LIBRARY"],
-                    plugins.map { [$0.name, $0.kind.rawValue, $0.version, Self.shortState($0.state), $0.library] })
+                    plugins.map { [$0.name, $0.manifestReadable ? $0.kind.rawValue : "?", $0.version, Self.shortState($0.state), $0.library] })
                 // Reasons are sentences: under the table, one per line, not in a column.
                 for plugin in plugins {
                     if case .failed(let reason) = plugin.state { print("\(plugin.name): \(reason)") }
                 }
+                if dir != nil, plugins.isEmpty { print("no manifests (*.toml) in \(dir!)") }
             }
+            // Offline, a manifest that cannot be used is an error the exit status tells.
+            if dir != nil, plugins.contains(where: { !$0.manifestReadable }) { throw ExitCode(1) }
         }
 
         /// The state column: `blocked` for a library the probe refused, else the state's name.
@@ -364,17 +481,49 @@ func encodeJSON<T: Encodable>(_ value: T, pretty: Bool = true) throws -> String 
 }
 
 func printTable(_ header: [String], _ rows: [[String]]) {
-    let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
+    let widths = header.indices.map { column in ([header] + rows).map { terminalWidth($0[column]) }.max() ?? 0 }
     for row in [header] + rows {
         print(row.enumerated().map { index, cell in
-            index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+            index == row.count - 1 ? cell : padded(cell, to: widths[index])
         }.joined(separator: "  "))
     }
 }
 
 func printFields(_ fields: [(String, String)]) {
-    let width = fields.map(\.0.count).max() ?? 0
-    for (name, value) in fields { print("\(name.padding(toLength: width, withPad: " ", startingAt: 0))  \(value)") }
+    let width = fields.map { terminalWidth($0.0) }.max() ?? 0
+    for (name, value) in fields { print("\(padded(name, to: width))  \(value)") }
+}
+
+/// `text` with spaces after it to fill `width` terminal cells.
+func padded(_ text: String, to width: Int) -> String {
+    text + String(repeating: " ", count: max(0, width - terminalWidth(text)))
+}
+
+/// The cells `text` takes in a terminal: two for each wide (East Asian) character or
+/// emoji, none for combining marks and other zero-width characters, one for the rest.
+func terminalWidth(_ text: String) -> Int {
+    text.reduce(0) { width, character in
+        guard let first = character.unicodeScalars.first else { return width }
+        if first.properties.generalCategory == .nonspacingMark || first.properties.generalCategory == .format
+            || first.properties.generalCategory == .enclosingMark
+        {
+            return width
+        }
+        if first.properties.isEmojiPresentation || isWide(first.value) { return width + 2 }
+        return width + 1
+    }
+}
+
+/// East Asian Wide and Fullwidth ranges (Unicode's EastAsianWidth W and F, in blocks).
+private func isWide(_ value: UInt32) -> Bool {
+    switch value {
+    case 0x1100...0x115F, 0x2E80...0x303E, 0x3041...0x33FF, 0x3400...0x4DBF, 0x4E00...0x9FFF, 0xA000...0xA4CF, 0xA960...0xA97F, 0xAC00...0xD7A3,
+        0xF900...0xFAFF, 0xFE10...0xFE19, 0xFE30...0xFE6F, 0xFF00...0xFF60, 0xFFE0...0xFFE6, 0x1F300...0x1F64F, 0x1F900...0x1F9FF, 0x20000...0x2FFFD,
+        0x30000...0x3FFFD:
+        return true
+    default:
+        return false
+    }
 }
 
 func writeLine(_ line: String) {

@@ -56,7 +56,7 @@ struct Send: ParsableCommand {
         bar.finish()
         guard let done = last else { throw CommandFailure("the host ended the transfer without a result") }
         if json { return writeLine(try encodeJSON(SendProgressJSON("sent", done), pretty: false)) }
-        let resumed = done.resumedFrom > 0 ? ", resumed from \(ByteCount(done.resumedFrom)) already there" : ""
+        let resumed = done.resumedFrom > 0 ? ", resumed from \(ByteCount(done.resumedFrom)) (\(done.resumedFrom) bytes) already there" : ""
         print("sent \(done.name) to \(peerName(done.peer)): \(ByteCount(done.bytesTotal)) (\(done.bytesTotal) bytes), verified by the peer\(resumed) (transfer \(done.id))")
     }
 

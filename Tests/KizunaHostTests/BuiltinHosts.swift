@@ -46,7 +46,8 @@ final class BuiltinHost: @unchecked Sendable {
 
     /// Starts `kizuna run` as `name`, with its own state directory under `work` (a host
     /// started again with the same name and work keeps its identity). It accepts
-    /// everything from anyone (`--accept auto`) unless `arguments` say otherwise.
+    /// everything from anyone (`--accept auto`) unless `arguments` say otherwise, and logs
+    /// at info level (`-v`), which some tests read.
     init(name: String, work: String, plugins: String, arguments: [String] = []) throws {
         self.name = name
         stateDirectory = "\(work)/\(name)-state"
@@ -57,7 +58,7 @@ final class BuiltinHost: @unchecked Sendable {
         process = try BackgroundCLI(
             [
                 "run", "--plugins-dir", plugins, "--socket", socket, "--receive-dir", receiveDirectory, "--accept", "auto",
-                "--name", name, "--state-dir", stateDirectory,
+                "--name", name, "--state-dir", stateDirectory, "-v",
             ] + arguments, limit: 100)
         let lines = process.waitForLine(containing: "host running")
         guard lines.last?.contains("host running") == true else {

@@ -231,11 +231,18 @@ extension ProcessSuites {
             Fixtures.writeManifest(in: directory, name: "finder", kind: .discovery, library: "libFixtureDiscovery.so")
             try "schema = 1\nname = \"x\"\nflavour = 1\n".write(toFile: "\(directory)/odd.toml", atomically: true, encoding: .utf8)
             let outcome = try CLI.run(["plugins", "list", "--dir", directory, "--json"])
-            #expect(outcome.status == 0)
+            // Listed, and the unreadable manifest makes the exit status 1.
+            #expect(outcome.status == 1)
             let plugins = try JSONDecoder().decode([ListedPlugin].self, from: Data(outcome.stdout.utf8))
             #expect(plugins.map(\.name) == ["finder", "odd"])
-            #expect(plugins[0].state == "discovered")
+            #expect(plugins[0].state == "discovered" && plugins[0].kind == "discovery")
             #expect(plugins[1].reason?.contains("field 'flavour' is not a manifest key") == true)
+            #expect(plugins[1].kind == nil, "no kind is invented for a manifest that cannot be read")
+            let table = try CLI.run(["plugins", "list", "--dir", directory])
+            #expect(table.status == 1)
+            #expect(table.stdout.contains(/\nodd +\? +- +failed +-\n/), "\(table.stdout)")
+            let empty = Fixtures.temporaryDirectory()
+            #expect(try CLI.run(["plugins", "list", "--dir", empty]).stdout == "NAME  KIND  VERSION  STATE  LIBRARY\nno manifests (*.toml) in \(empty)\n")
         }
 
         @Test func withoutAHostTheErrorSaysHowToStartOne() throws {
@@ -294,7 +301,7 @@ extension ProcessSuites {
         @Test func aSignalDuringStartupStopsTheHostCleanly() throws {
             let directory = Fixtures.temporaryDirectory()
             Fixtures.writeManifest(in: directory, name: "finder", kind: .discovery, library: "libFixtureDiscovery.so")
-            let host = try BackgroundCLI(["run", "--plugins-dir", directory, "--socket", "\(directory)/control.sock", "--state-dir", "\(directory)/state"])
+            let host = try BackgroundCLI(["run", "--plugins-dir", directory, "--socket", "\(directory)/control.sock", "--state-dir", "\(directory)/state", "-v"])
             #expect(host.waitForLine(containing: "plugin started").last?.contains("plugin started") == true)
             #expect(host.terminate() == 0)
             #expect(host.process.terminationReason == .exit)

@@ -32,7 +32,7 @@ extension ProcessSuites {
             #expect(status == 0, "\(results.filter { !$0.status.isSuccess })")
             #expect(results.count >= 12)
             for result in results {
-                #expect(result.status == .passed || result.id == "library.actions-resolve" && result.status == .skipped, "\(result)")
+                #expect(result.status == .passed || result.id == "library.actions-resolve" && result.status == .notApplicable, "\(result)")
             }
             #expect(results.contains { $0.id == "concurrency.concurrent-calls" })
         }
@@ -112,6 +112,40 @@ extension ProcessSuites {
             let missing = try CLI.run(["conformance", "no-such-plugin", "--plugins-dir", Fixtures.temporaryDirectory()])
             #expect(missing.status != 0)
             #expect(missing.stderr.contains("no manifest for this plugin"))
+        }
+
+        /// A plugin whose folder holds no transport is checked over the built-in one that came
+        /// with this `kizuna`; a transport that cannot run skips the checks that need it, and
+        /// a run with skipped checks fails unless `--allow-skipped` says a partial run will do.
+        @Test func skippedChecksFailTheRunUnlessAllowed() throws {
+            let folder = Fixtures.temporaryDirectory()
+            let empty = Fixtures.temporaryDirectory()
+            let manifest = "\(folder)/file-transfer.toml"
+            try FileManager.default.copyItem(atPath: "\(BuiltinHost.repository)/manifests/file-transfer.toml", toPath: manifest)
+            let found = try CLI.run(["conformance", manifest, "--plugins-dir", empty, "--include", "file-transfer.integrity"])
+            #expect(found.status == 0, "\(found.stdout)\(found.stderr)")
+            #expect(found.stdout.contains("PASSED    file-transfer.integrity"), "\(found.stdout)")
+
+            // A transport whose library is missing: every check over it is skipped.
+            let broken = "\(folder)/broken-transport.toml"
+            try """
+                schema = 1
+                name = "broken-transport"
+                version = "0.1.0"
+                kind = "transport"
+                library = "libNoSuchTransport.so"
+                """.write(toFile: broken, atomically: true, encoding: .utf8)
+            let skipped = try CLI.run(["conformance", manifest, "--plugins-dir", empty, "--transport", broken, "--include", "file-transfer"])
+            #expect(skipped.status == 1, "\(skipped.stdout)\(skipped.stderr)")
+            let lines = skipped.stdout.split(separator: "\n").filter { $0.hasPrefix("SKIPPED") }
+            #expect(lines.count >= 2, "\(skipped.stdout)")
+            #expect(lines.first?.contains("the transport to check it over does not load") == true, "\(skipped.stdout)")
+            #expect(lines.dropFirst().allSatisfy { $0.hasSuffix("(the same reason)") }, "\(skipped.stdout)")
+            #expect(skipped.stderr.contains("checks were skipped, so the plugin is not shown to conform"), "\(skipped.stderr)")
+            #expect(skipped.stderr.contains("--transport"), "\(skipped.stderr)")
+
+            let allowed = try CLI.run(["conformance", manifest, "--plugins-dir", empty, "--transport", broken, "--include", "file-transfer", "--allow-skipped"])
+            #expect(allowed.status == 0, "\(allowed.stdout)\(allowed.stderr)")
         }
 
         /// The test kit used directly, as a plugin author's `swift test` would: a fixture

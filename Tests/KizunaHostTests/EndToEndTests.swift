@@ -96,7 +96,7 @@ extension ProcessSuites {
             try a.waitFor("peer found: \(b.id)")
             let resumed = try a.cli(["send", file, "--to", b.id])
             #expect(resumed.status == 0, "\(resumed.stderr)")
-            let match = resumed.stdout.firstMatch(of: /resumed from (\d+) bytes/)
+            let match = resumed.stdout.firstMatch(of: /resumed from [0-9.]+ [KMG]iB \((\d+) bytes\) already there/)
             let from = try #require(match.flatMap { Int($0.1) })
             #expect(from >= kept - (256 << 10) && from <= kept)
             #expect(FileManager.default.contentsEqual(atPath: file, andPath: "\(b.receiveDirectory)/movie.bin"))

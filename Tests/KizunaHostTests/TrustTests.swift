@@ -135,11 +135,13 @@ extension ProcessSuites {
                 return client
             }
 
-            // An offer is held for bo's user, not accepted: no answer comes.
+            // An offer is held for bo's user, not accepted: the sender is told it waits, and
+            // no answer comes.
             let offer = try connect("file-transfer")
             offer.setReceiveTimeout(seconds: 3)
             offer.sendJSON(["type": "offer", "id": "o1", "name": "x", "files": [["path": "planted.txt", "size": 4, "modified": 0]], "total": 4], typeByte: 1)
             try network.b.waitFor("offered by \(mallory)")
+            #expect(offer.receiveJSON(typeByte: true)?["type"] as? String == "waiting")
             #expect(offer.receiveJSON(typeByte: true) == nil)
             #expect(try network.b.cli(["plugins", "call", "file-transfer", "pending"]).stdout.contains("x from \(relay.identity.peerID.short) (not paired)"))
 

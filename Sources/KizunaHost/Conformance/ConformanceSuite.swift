@@ -22,9 +22,11 @@ public struct ConformanceSuite: Sendable {
     public init(_ nameOrPath: String, transportName: String? = nil, configuration: HostConfiguration = HostConfiguration()) throws(PluginLoadError) {
         let found = try PluginSearch(directories: configuration.manifestDirectories, installDirectory: configuration.installDirectory).manifest(for: nameOrPath)
         manifest = found
-        // The plugin's own folder is searched first for its transport.
+        // The plugin's own folder is searched first for its transport, the built-in
+        // plugins' manifests last.
         let folder = (found.path as NSString).deletingLastPathComponent
-        let search = PluginSearch(directories: [folder] + configuration.manifestDirectories, installDirectory: configuration.installDirectory)
+        let directories = [folder] + configuration.manifestDirectories + (configuration.builtinManifestsDirectory.map { [$0] } ?? [])
+        let search = PluginSearch(directories: directories, installDirectory: configuration.installDirectory)
         if manifest.kind == .transport {
             transport = nil
         } else if let transportName {
@@ -121,7 +123,7 @@ public struct ConformanceSuite: Sendable {
         case "library.single-sdk", "library.matches-manifest": return result(.passed)
         case "library.actions-resolve":
             let missing = library.unresolvedActions(of: manifest)
-            if manifest.actions.isEmpty { return result(.skipped, "the manifest declares no actions") }
+            if manifest.actions.isEmpty { return result(.notApplicable, "the manifest declares no actions") }
             if missing.isEmpty { return result(.passed, "\(manifest.actions.count) action(s)") }
             return result(.failed, missing.map { "action '\($0.name)' names symbol '\($0.symbol)', which the library does not export" }.joined(separator: "; "))
         default: return result(.failed, "no such library check")

@@ -71,7 +71,7 @@ public struct HostConfiguration: Sendable {
     ) {
         let environment = ProcessInfo.processInfo.environment
         self.runtime = runtime
-        self.pluginsDirectory = pluginsDirectory ?? Self.homeDirectory + "/.kizuna/plugins"
+        self.pluginsDirectory = pluginsDirectory ?? Self.defaultPluginsDirectory
         self.searchPath = searchPath ?? (environment["KIZUNA_PLUGIN_PATH"] ?? "").split(separator: ":").map(String.init)
         self.installDirectory = installDirectory ?? Self.executableDirectory
         self.controlSocketPath = controlSocketPath ?? Self.defaultSocketPath
@@ -91,6 +91,9 @@ public struct HostConfiguration: Sendable {
 
     /// Every directory searched for manifests, in order.
     public var manifestDirectories: [String] { [pluginsDirectory] + searchPath + [installDirectory] }
+
+    /// `~/.kizuna/plugins`.
+    public static var defaultPluginsDirectory: String { homeDirectory + "/.kizuna/plugins" }
 
     /// `$KIZUNA_SOCKET`, else a per-user path under `$XDG_RUNTIME_DIR` or the temporary folder.
     public static var defaultSocketPath: String {
@@ -119,6 +122,24 @@ public struct HostConfiguration: Sendable {
     }
 
     static var homeDirectory: String { ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory() }
+
+    /// The built-in plugins' manifests that came with this `kizuna`: `manifests/` beside it
+    /// (an installed copy, see the README's "Install"), or, for a build in a checkout
+    /// (`CHECKOUT/.build/…/kizuna`), the checkout's `manifests/`. Nil if neither holds
+    /// them. Searched only for what a command needs by default (the conformance suite's
+    /// transport), never loaded by `run` unasked.
+    public var builtinManifestsDirectory: String? {
+        var candidates = ["\(installDirectory)/manifests"]
+        var directory = installDirectory
+        while directory.count > 1 {
+            if (directory as NSString).lastPathComponent == ".build" {
+                candidates.append(((directory as NSString).deletingLastPathComponent as NSString).appendingPathComponent("manifests"))
+                break
+            }
+            directory = (directory as NSString).deletingLastPathComponent
+        }
+        return candidates.first { FileManager.default.fileExists(atPath: "\($0)/tcp-transport.toml") }
+    }
 
     static var executableDirectory: String {
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]

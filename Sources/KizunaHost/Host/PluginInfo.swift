@@ -28,6 +28,9 @@ public struct PluginInfo: Sendable, Hashable, Codable {
     public var eventsPublished: Int
     /// Tasks that were still alive when the plugin stopped (cancelled by the host).
     public var leftoverTasks: Int
+    /// False for a manifest that could not be read (``inspectManifests(in:)``): its kind,
+    /// version and library are then unknown, and `kind` means nothing.
+    public var manifestReadable = true
 }
 
 extension PluginInfo {
@@ -51,7 +54,8 @@ extension PluginInfo {
                 return PluginInfo(
                     name: (name as NSString).deletingPathExtension, kind: .discovery, version: "-",
                     state: .failed(reason: "\(error)"), library: "-", image: nil, manifest: path, sha256: nil, descriptor: nil,
-                    description: nil, provides: [], requires: [], tasks: 0, permitsHeld: 0, eventsPublished: 0, leftoverTasks: 0)
+                    description: nil, provides: [], requires: [], tasks: 0, permitsHeld: 0, eventsPublished: 0, leftoverTasks: 0,
+                    manifestReadable: false)
             }
         }
     }

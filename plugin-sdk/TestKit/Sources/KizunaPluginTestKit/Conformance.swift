@@ -129,12 +129,19 @@ public struct ConformanceCheck: Sendable {
 }
 
 /// How a check ended.
+///
+/// `notApplicable` and `skipped` differ in what they say about the run: a check that does
+/// not apply has nothing to check in this plugin (it declares no actions, it names no port
+/// to send garbage to); a skipped check applies but could not run (no transport to run it
+/// over), so the plugin is not shown to conform until it does.
 public enum CheckStatus: String, Sendable, Codable, Hashable, CaseIterable {
-    case passed, warning, skipped, failed, crashed
+    case passed, warning
+    case notApplicable = "n/a"
+    case skipped, failed, crashed
     case timedOut = "timed out"
 
-    /// Passed, warned or skipped: nothing in the plugin is known to be wrong.
-    public var isSuccess: Bool { self == .passed || self == .warning || self == .skipped }
+    /// Passed, warned, not applicable or skipped: nothing in the plugin is known to be wrong.
+    public var isSuccess: Bool { self == .passed || self == .warning || self == .notApplicable || self == .skipped }
 }
 
 /// A check's result.
@@ -165,6 +172,7 @@ public struct CheckOutcome: Sendable {
     static func passed(_ message: String = "") -> CheckOutcome { CheckOutcome(.passed, message) }
     static func warning(_ message: String) -> CheckOutcome { CheckOutcome(.warning, message) }
     static func skipped(_ message: String) -> CheckOutcome { CheckOutcome(.skipped, message) }
+    static func notApplicable(_ message: String) -> CheckOutcome { CheckOutcome(.notApplicable, message) }
 }
 
 /// A check that found the plugin wrong, and how.

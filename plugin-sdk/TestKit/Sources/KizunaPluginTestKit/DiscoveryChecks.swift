@@ -20,7 +20,7 @@ extension Conformance {
         },
         ConformanceCheck("discovery.tolerates-garbage", "garbage on its UDP port is dropped; the plugin keeps running and finding peers", kinds: [.discovery]) { environment in
             guard let port = environment.subject.settings.integer("port"), let interface = environment.subject.settings.string("interface") else {
-                return .skipped("no 'interface' and 'port' settings say where it listens")
+                return .notApplicable("no 'interface' and 'port' settings say where it listens")
             }
             let a = environment.host("a")
             let seen = a.events.subscribe()

@@ -1,0 +1,76 @@
+import Foundation
+import KizunaHost
+import KizunaSDK
+import Testing
+
+/// What a person typing commands meets: hints for typos, the version, the log kept out of
+/// the way unless asked for, tables that line up whatever the script.
+extension ProcessSuites {
+    @Suite(.serialized, .timeLimit(.minutes(2))) struct CLIPolishTests {
+        @Test func aMistypedCommandGetsADidYouMean() throws {
+            let typo = try CLI.run(["pluginz", "list"])
+            #expect(typo.status == 64)
+            #expect(typo.stderr.contains("'pluginz' is not a command of `kizuna`; did you mean `kizuna plugins`"), "\(typo.stderr)")
+            let singular = try CLI.run(["plugin", "list"])
+            #expect(singular.status == 64)
+            #expect(singular.stderr.contains("did you mean `kizuna plugins list`?"), "\(singular.stderr)")
+            let nested = try CLI.run(["plugins", "lst"])
+            #expect(nested.stderr.contains("did you mean `kizuna plugins list`?"), "\(nested.stderr)")
+            // Nothing close: the parser's own error, no guess.
+            let far = try CLI.run(["xyzzy"])
+            #expect(far.status == 64 && !far.stderr.contains("did you mean"))
+            #expect(try CLI.run(["trasnfers"]).stderr.contains("did you mean `kizuna transfers`?"))
+        }
+
+        @Test func versionAndAMissingPluginsDirectory() throws {
+            let version = try CLI.run(["--version"])
+            #expect(version.status == 0 && version.stdout.contains(/^kizuna \d+\.\d+\.\d+ \(KizunaSDK \d+\.\d+\.\d+, Swift \d+\.\d+\.\d+\)\n$/) && version.stdout.contains("KizunaSDK \(SDKInfo.version)"), "\(version.stdout)")
+            let missing = Fixtures.temporaryDirectory() + "/does-not-exist"
+            let run = try CLI.run(["run", "--plugins-dir", missing, "--socket", "\(missing).sock"])
+            #expect(run.status == 1)
+            #expect(run.stderr.contains("the plugins directory \(missing) does not exist or is not a folder; create it (`mkdir -p \(missing)`)"), "\(run.stderr)")
+        }
+
+        /// Starts a host on fixtures plus one bad manifest, with `arguments`; returns all it
+        /// printed once stopped.
+        func hostOutput(_ arguments: [String]) throws -> [String] {
+            let directory = Fixtures.temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            Fixtures.writeManifest(in: directory, name: "finder", kind: .discovery, library: Fixtures.library("FixtureDiscovery"), extra: "[settings]\npeers = [\"東京の家@127.0.0.1:7000\"]")
+            Fixtures.writeManifest(in: directory, name: "memory", kind: .transport, library: Fixtures.library("FixtureTransport"))
+            try "schema = 1\nname = \"broken\"\n".write(toFile: "\(directory)/broken.toml", atomically: true, encoding: .utf8)
+            let socket = "\(directory)/control.sock"
+            let host = try BackgroundCLI(["run", "--plugins-dir", directory, "--socket", socket, "--state-dir", "\(directory)/state"] + arguments)
+            var lines = host.waitForLine(containing: "host running")
+            // A table with a name in CJK: the columns after it still line up.
+            let peers = try CLI.run(["peers", "--socket", socket]).stdout.split(separator: "\n").map(String.init)
+            #expect(peers.count == 2, "\(peers)")
+            if peers.count == 2, let header = peers[0].range(of: "TRUSTED"), let cell = peers[1].range(of: " no ") {
+                // Terminal cells: CJK characters take two.
+                func cells(_ text: Substring) -> Int { text.count + text.unicodeScalars.filter { (0x3000...0x9FFF).contains($0.value) }.count }
+                #expect(cells(peers[0][..<header.lowerBound]) == cells(peers[1][..<cell.lowerBound]) + 1, "\(peers)")
+            }
+            _ = host.terminate()
+            lines += host.waitForLine(containing: "\u{0}")
+            return lines
+        }
+
+        @Test func theLogIsQuietUnlessAskedAndSaysEachThingOnce() throws {
+            let plain = try hostOutput([])
+            #expect(!plain.contains { $0.contains("plugin started") }, "info lines by default: \(plain)")
+            // The bad manifest: one line, not two.
+            #expect(plain.filter { $0.contains("broken.toml") }.count == 1, "\(plain)")
+            #expect(plain.contains { $0.hasPrefix("kizuna: error: host: ") && $0.contains("broken.toml") }, "\(plain)")
+            // A peer is told once.
+            #expect(plain.filter { $0.contains("peer found") }.count == 1, "\(plain)")
+
+            let verbose = try hostOutput(["-v"])
+            #expect(verbose.contains { $0.hasPrefix("kizuna: host: plugin started (kind=transport, plugin=memory)") }, "\(verbose)")
+
+            let structured = try hostOutput(["--log-format", "json", "--log-level", "info"])
+            let objects = structured.filter { $0.hasPrefix("{") }.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            let started = objects.first { $0["message"] as? String == "plugin started" }
+            #expect(started?["level"] as? String == "info" && started?["source"] as? String == "host" && started?["time"] is String, "\(structured)")
+        }
+    }
+}
