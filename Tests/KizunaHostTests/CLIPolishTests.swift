@@ -31,6 +31,26 @@ extension ProcessSuites {
             #expect(run.stderr.contains("the plugins directory \(missing) does not exist or is not a folder; create it (`mkdir -p \(missing)`)"), "\(run.stderr)")
         }
 
+        /// A client whose host was killed is told the host is gone, not to check what the
+        /// socket is; a new host starts on the same socket path.
+        @Test func aClientOfACrashedHostIsToldItIsGone() throws {
+            let directory = Fixtures.temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let socket = "\(directory)/control.sock"
+            let arguments = ["run", "--plugins-dir", directory, "--socket", socket, "--state-dir", "\(directory)/state"]
+            let host = try BackgroundCLI(arguments)
+            #expect(host.waitForLine(containing: "host running").last?.contains("host running") == true)
+            kill(host.process.processIdentifier, SIGKILL)
+            host.process.waitUntilExit()
+            let asked = try CLI.run(["peers", "--socket", socket])
+            #expect(asked.status == 1)
+            #expect(asked.stderr.contains("no Kizuna host serves \(socket) any more: the host that made it stopped or crashed"), "\(asked.stderr)")
+            let again = try BackgroundCLI(arguments)
+            defer { _ = again.terminate() }
+            #expect(again.waitForLine(containing: "host running").last?.contains("host running") == true)
+            #expect(try CLI.run(["peers", "--socket", socket]).status == 0)
+        }
+
         /// Starts a host on fixtures plus one bad manifest, with `arguments`; returns all it
         /// printed once stopped.
         func hostOutput(_ arguments: [String]) throws -> [String] {

@@ -382,7 +382,7 @@ public struct ControlClient: Sendable {
     public func send(_ request: ControlRequest) throws(ControlError) -> ControlResponse {
         let socket = try LineSocket.connect(to: path)
         guard socket.encode(request), let response = socket.decode(ControlResponse.self) else {
-            throw ControlError("the host at \(path) closed the connection without answering; check that it is a Kizuna host")
+            throw ControlError("the host at \(path) closed the connection without answering: it stopped or crashed while asked (its output says why), or \(path) is not a Kizuna host's socket")
         }
         return response
     }

@@ -36,6 +36,10 @@ final class LineSocket: @unchecked Sendable {
     static func connect(to path: String) throws(ControlError) -> LineSocket {
         let fd = kizuna_unix_connect(path)
         guard fd >= 0 else {
+            if -fd == ECONNREFUSED {
+                // The socket file is there but nothing listens: its host is gone.
+                throw ControlError("no Kizuna host serves \(path) any more: the host that made it stopped or crashed (its output says why); start one with `kizuna run`, or pass the socket a running host serves with --socket")
+            }
             let reason = String(cString: strerror(-fd))
             throw ControlError("cannot reach a Kizuna host at \(path) (\(reason)); start one with `kizuna run`, or pass the socket it serves with --socket")
         }
