@@ -44,8 +44,15 @@ extension ProcessSuites {
         @Test func aGeneratedPluginBuildsPassesConformanceAndRunsInAHost() throws {
             let work = Fixtures.temporaryDirectory()
             #expect(!work.hasPrefix(BuiltinHost.repository))
-            let generated = try CLI.run(["plugin", "new", "lan-beacon", "--kind", "discovery", "--output", "\(work)/lan-beacon"])
-            #expect(generated.status == 0, "\(generated.stderr)")
+            // The README's install step (the debug build this run made), then `kizuna` from
+            // PATH, as an author who never looks into the checkout has it.
+            let installed = try shell("./install.sh --debug --no-build --prefix \(work)/prefix", in: BuiltinHost.repository)
+            #expect(installed.status == 0, "\(installed.output)")
+            #expect(installed.output.contains("installed kizuna (debug) in \(work)/prefix/lib/kizuna"), "\(installed.output)")
+            let path = "PATH=\(work)/prefix/bin:$PATH"
+            let generated = try shell("\(path) kizuna plugin new lan-beacon --kind discovery", in: work)
+            #expect(generated.status == 0, "\(generated.output)")
+            #expect(generated.output.contains("against \(work)/prefix/lib/kizuna/plugin-sdk"), "\(generated.output)")
             let package = "\(work)/lan-beacon"
             for file in ["Package.swift", "Sources/LanBeacon/LanBeacon.swift", "Tests/LanBeaconTests/ConformanceTests.swift", "lan-beacon.toml", "build.sh"] {
                 #expect(FileManager.default.fileExists(atPath: "\(package)/\(file)"), "\(file)")
@@ -64,9 +71,11 @@ extension ProcessSuites {
             #expect(digest == (try Fixtures.sha256(ofFile: "\(package)/dist/libLanBeacon.so")))
 
             // The suite against the built library, each check in its own process.
-            let checked = try CLI.run(["conformance", "\(package)/dist/lan-beacon.toml"])
-            #expect(checked.status == 0, "\(checked.stdout)\(checked.stderr)")
-            #expect(checked.stdout.contains("PASSED    discovery.announces-and-withdraws"))
+            // Its transport is the built-in one that came with the install.
+            let checked = try shell("\(path) kizuna conformance dist/lan-beacon.toml --plugins-dir \(work)/no-plugins", in: package)
+            #expect(checked.status == 0, "\(checked.output)")
+            #expect(checked.output.contains("PASSED    discovery.announces-and-withdraws"), "\(checked.output)")
+            #expect(!checked.output.contains("SKIPPED"), "\(checked.output)")
 
             // Into a running host: load, use, unload.
             let plugins = "\(work)/plugins"
