@@ -1,10 +1,28 @@
 import ArgumentParser
 import Foundation
+import KizunaHost
 import KizunaSDK
 
 struct PluginCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "plugin", abstract: "Write plugins: generate a new plugin package.", subcommands: [New.self])
+        commandName: "plugin", abstract: "Write plugins: generate a new plugin package, install a build.", subcommands: [New.self, Install.self])
+
+    struct Install: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Put a built plugin (a manifest and the library beside it) into a plugins directory, made if missing.",
+            discussion: "The library must match the manifest's sha256 pin. Each file is written under a temporary name and renamed, the library first, so a host never reads a half-copied plugin.")
+        @Argument(help: "The plugin's manifest, such as dist/lan-beacon.toml.") var manifest: String
+        @Option(name: .long, help: "The plugins directory (default: ~/.kizuna/plugins).") var pluginsDir: String?
+
+        func run() throws {
+            let directory = pluginsDir ?? HostConfiguration.defaultPluginsDirectory
+            let installed: PluginInstall.Installed
+            do { installed = try PluginInstall.install(manifest: manifest, into: directory) } catch { throw CommandFailure("\(error)") }
+            let plugin = installed.manifest
+            print("installed \(plugin.name) (\(plugin.kind.rawValue) \(plugin.version)) in \(directory): \((installed.libraryPath as NSString).lastPathComponent), \((installed.manifestPath as NSString).lastPathComponent)")
+            print("a host on \(directory) loads it at start; one already running: kizuna plugins load \(plugin.name)")
+        }
+    }
 
     struct New: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -83,7 +101,20 @@ struct PluginCommand: ParsableCommand {
             }
             try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: folder + "/build.sh")
             print("created \(folder): a \(kind) plugin '\(name)' (type \(type)) against \(sdkPath)")
-            print("next: cd \(folder) && swift test && ./build.sh && kizuna conformance dist/\(name).toml")
+            let kizuna = Self.invocation
+            print("next: cd \(folder) && swift test && ./build.sh && \(kizuna) conformance dist/\(name).toml && \(kizuna) plugin install dist/\(name).toml")
+        }
+
+        /// How to run this `kizuna`: `kizuna` when that name on PATH is this binary, else
+        /// its full path (a build in a checkout is on no PATH).
+        static var invocation: String {
+            let me = CommandLine.executablePath
+            for folder in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
+                let candidate = URL(fileURLWithPath: "\(folder)/kizuna").resolvingSymlinksInPath().path
+                if candidate == URL(fileURLWithPath: me).resolvingSymlinksInPath().path { return "kizuna" }
+                if FileManager.default.isExecutableFile(atPath: "\(folder)/kizuna") { break }  // another kizuna comes first
+            }
+            return me
         }
 
         /// The plugin-sdk folder of the Kizuna checkout this binary was built in (it lives

@@ -31,6 +31,48 @@ extension ProcessSuites {
             #expect(run.stderr.contains("the plugins directory \(missing) does not exist or is not a folder; create it (`mkdir -p \(missing)`)"), "\(run.stderr)")
         }
 
+        /// `kizuna plugin install` makes the folder, refuses a library that is not the one the
+        /// manifest pins or not beside it, and leaves nothing behind when it refuses.
+        @Test func pluginInstallChecksWhatItCopies() throws {
+            let work = Fixtures.temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: work) }
+            let dist = "\(work)/dist"
+            try FileManager.default.createDirectory(atPath: dist, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: Fixtures.library("FixtureDiscovery"), toPath: "\(dist)/libFixtureDiscovery.so")
+            let digest = try Fixtures.sha256(ofFile: "\(dist)/libFixtureDiscovery.so")
+            _ = Fixtures.writeManifest(in: dist, name: "finder", kind: .discovery, library: "libFixtureDiscovery.so", extra: "sha256 = \"\(digest)\"")
+            let target = "\(work)/not/yet/plugins"
+
+            let installed = try CLI.run(["plugin", "install", "\(dist)/finder.toml", "--plugins-dir", target])
+            #expect(installed.status == 0, "\(installed.stderr)")
+            #expect(installed.stdout.contains("installed finder (discovery 1.0.0) in \(target): libFixtureDiscovery.so, finder.toml"))
+            #expect(try Fixtures.sha256(ofFile: "\(target)/libFixtureDiscovery.so") == digest)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: target).sorted() == ["finder.toml", "libFixtureDiscovery.so"])
+
+            // Another build's library under the same pin.
+            let other = "\(work)/other"
+            try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: Fixtures.library("FixtureTransport"), toPath: "\(other)/libFixtureDiscovery.so")
+            _ = Fixtures.writeManifest(in: other, name: "finder", kind: .discovery, library: "libFixtureDiscovery.so", extra: "sha256 = \"\(digest)\"")
+            let mismatched = try CLI.run(["plugin", "install", "\(other)/finder.toml", "--plugins-dir", target])
+            #expect(mismatched.status == 1)
+            #expect(mismatched.stderr.contains("but \(other)/finder.toml pins \(digest); the two are from different builds"), "\(mismatched.stderr)")
+            #expect(try Fixtures.sha256(ofFile: "\(target)/libFixtureDiscovery.so") == digest, "the installed build was replaced")
+
+            let missing = "\(work)/missing"
+            try FileManager.default.createDirectory(atPath: missing, withIntermediateDirectories: true)
+            _ = Fixtures.writeManifest(in: missing, name: "ghost", kind: .discovery, library: "libGhost.so")
+            let absent = try CLI.run(["plugin", "install", "\(missing)/ghost.toml", "--plugins-dir", target])
+            #expect(absent.status == 1)
+            #expect(absent.stderr.contains("no library at \(missing)/libGhost.so"), "\(absent.stderr)")
+
+            let pathed = Fixtures.writeManifest(in: missing, name: "pathed", kind: .discovery, library: Fixtures.library("FixtureDiscovery"))
+            let byPath = try CLI.run(["plugin", "install", pathed, "--plugins-dir", target])
+            #expect(byPath.status == 1)
+            #expect(byPath.stderr.contains("field 'library' is a path"), "\(byPath.stderr)")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: target).sorted() == ["finder.toml", "libFixtureDiscovery.so"])
+        }
+
         /// A client whose host was killed is told the host is gone, not to check what the
         /// socket is; a new host starts on the same socket path.
         @Test func aClientOfACrashedHostIsToldItIsGone() throws {

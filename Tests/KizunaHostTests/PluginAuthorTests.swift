@@ -53,6 +53,7 @@ extension ProcessSuites {
             let generated = try shell("\(path) kizuna plugin new lan-beacon --kind discovery", in: work)
             #expect(generated.status == 0, "\(generated.output)")
             #expect(generated.output.contains("against \(work)/prefix/lib/kizuna/plugin-sdk"), "\(generated.output)")
+            #expect(generated.output.contains("&& kizuna conformance dist/lan-beacon.toml && kizuna plugin install dist/lan-beacon.toml"), "\(generated.output)")
             let package = "\(work)/lan-beacon"
             for file in ["Package.swift", "Sources/LanBeacon/LanBeacon.swift", "Tests/LanBeaconTests/ConformanceTests.swift", "lan-beacon.toml", "build.sh"] {
                 #expect(FileManager.default.fileExists(atPath: "\(package)/\(file)"), "\(file)")
@@ -84,9 +85,9 @@ extension ProcessSuites {
             let host = try BackgroundCLI(["run", "--plugins-dir", plugins, "--socket", socket, "--state-dir", "\(plugins)/state"], limit: 120)
             defer { _ = host.terminate() }
             #expect(host.waitForLine(containing: "host running").last?.contains("0 plugin(s)") == true)
-            for file in ["lan-beacon.toml", "libLanBeacon.so"] {
-                try FileManager.default.copyItem(atPath: "\(package)/dist/\(file)", toPath: "\(plugins)/\(file)")
-            }
+            let put = try shell("\(path) kizuna plugin install dist/lan-beacon.toml --plugins-dir \(plugins)", in: package)
+            #expect(put.status == 0, "\(put.output)")
+            #expect(put.output.contains("installed lan-beacon (discovery 0.1.0) in \(plugins): libLanBeacon.so, lan-beacon.toml"), "\(put.output)")
             let loaded = try CLI.run(["plugins", "load", "lan-beacon", "--socket", socket])
             #expect(loaded.status == 0, "\(loaded.stderr)")
             #expect(loaded.stdout.contains("loaded lan-beacon (discovery 0.1.0): running"))
