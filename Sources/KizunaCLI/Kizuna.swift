@@ -328,12 +328,16 @@ struct Plugins: ParsableCommand {
     }
 
     struct Info: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show one plugin: manifest, descriptor, state, tasks and events.")
+        static let configuration = CommandConfiguration(
+            abstract: "Show one plugin: manifest, descriptor, state, tasks and events.",
+            discussion: "Given a manifest path (or --dir), it reads the manifest without a running host: what it declares, and whether its library is there and matches its pin.")
         @OptionGroup var socket: SocketOption
         @Flag(name: .long, help: "Print JSON for scripts.") var json = false
-        @Argument(help: "The plugin's name.") var name: String
+        @Option(name: .long, help: "Read NAME's manifest in this directory instead of asking a running host.") var dir: String?
+        @Argument(help: "The plugin's name, or a manifest's path.") var name: String
 
         func run() throws {
+            if dir != nil || name.hasSuffix(".toml") || name.contains("/") { return try offline() }
             let plugin = try socket.send(ControlRequest(.info, name)).plugin!
             if json { return print(try encodeJSON(PluginJSON(plugin))) }
             printFields([
@@ -345,6 +349,45 @@ struct Plugins: ParsableCommand {
                 ("permits held", "\(plugin.permitsHeld)"),
                 ("events published", "\(plugin.eventsPublished)"), ("leftover tasks", "\(plugin.leftoverTasks)"),
             ])
+        }
+
+        /// What the manifest says, read from disk: no host, nothing loaded.
+        func offline() throws {
+            let path = dir.map { "\($0)/\(name).toml" } ?? name
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw CommandFailure("no manifest at \(path); give a manifest's path, or a plugin name with --dir DIR (`kizuna plugins list --dir DIR` lists them)")
+            }
+            let manifest: PluginManifest
+            do { manifest = try PluginManifest(contentsOf: path) } catch { throw CommandFailure("\(error)") }
+            var library = manifest.libraryPath
+            let installed = "\(HostConfiguration().installDirectory)/\((library as NSString).lastPathComponent)"
+            if !FileManager.default.fileExists(atPath: library), manifest.libraryIsFileName, FileManager.default.fileExists(atPath: installed) {
+                library = installed
+            }
+            let digest = FileManager.default.fileExists(atPath: library) ? try? PluginInstall.sha256(ofFile: library) : nil
+            let libraryState =
+                switch (digest, manifest.sha256) {
+                case (nil, _): "missing: no file at \(library); build it, or fix the manifest's library"
+                case (let digest?, let pinned?) where digest != pinned: "does not match the manifest's pin (its sha256 is \(digest)); build again"
+                case (_, .some): "there, matches the pin"
+                case (_, nil): "there, not pinned"
+                }
+            if json {
+                return print(try encodeJSON(PluginJSON(PluginInfo(declaredBy: manifest, library: library))))
+            }
+            var fields: [(String, String)] = [
+                ("name", manifest.name), ("kind", manifest.kind.rawValue), ("version", manifest.version),
+                ("state", "not loaded (read from the manifest)"), ("description", manifest.description ?? "-"),
+                ("license", manifest.license ?? "-"), ("authors", manifest.authors.isEmpty ? "-" : manifest.authors.joined(separator: ", ")),
+                ("manifest", path), ("library", "\(library) (\(libraryState))"), ("sha256", manifest.sha256 ?? "-"),
+                ("provides", manifest.provides.joined(separator: ", ")), ("requires", manifest.requiredKinds.map(\.rawValue).joined(separator: ", ")),
+            ]
+            for key in manifest.settings.values.keys.sorted() { fields.append(("setting \(key)", "\(manifest.settings.values[key]!)")) }
+            for action in manifest.actions.values.sorted(by: { $0.name < $1.name }) {
+                fields.append(("action \(action.name)", action.signature + (action.description.map { ": \($0)" } ?? "")))
+            }
+            printFields(fields)
+            if digest == nil || (manifest.sha256 != nil && digest != manifest.sha256) { throw ExitCode(1) }
         }
     }
 

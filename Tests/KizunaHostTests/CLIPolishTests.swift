@@ -32,7 +32,8 @@ extension ProcessSuites {
         }
 
         /// `kizuna plugin install` makes the folder, refuses a library that is not the one the
-        /// manifest pins or not beside it, and leaves nothing behind when it refuses.
+        /// manifest pins or not beside it, and leaves nothing behind when it refuses;
+        /// `plugins info` on those manifests, with no host, tells the same.
         @Test func pluginInstallChecksWhatItCopies() throws {
             let work = Fixtures.temporaryDirectory()
             defer { try? FileManager.default.removeItem(atPath: work) }
@@ -71,6 +72,21 @@ extension ProcessSuites {
             #expect(byPath.status == 1)
             #expect(byPath.stderr.contains("field 'library' is a path"), "\(byPath.stderr)")
             #expect(try FileManager.default.contentsOfDirectory(atPath: target).sorted() == ["finder.toml", "libFixtureDiscovery.so"])
+
+            // `plugins info` reads the same manifests without a host.
+            let info = try CLI.run(["plugins", "info", "finder", "--dir", target, "--socket", "\(work)/no-host.sock"])
+            #expect(info.status == 0, "\(info.stderr)")
+            #expect(info.stdout.contains("not loaded (read from the manifest)"), "\(info.stdout)")
+            #expect(info.stdout.contains("\(target)/libFixtureDiscovery.so (there, matches the pin)"), "\(info.stdout)")
+            let wrong = try CLI.run(["plugins", "info", "\(other)/finder.toml"])
+            #expect(wrong.status == 1)
+            #expect(wrong.stdout.contains("does not match the manifest's pin"), "\(wrong.stdout)")
+            let gone = try CLI.run(["plugins", "info", "\(missing)/ghost.toml"])
+            #expect(gone.status == 1)
+            #expect(gone.stdout.contains("missing: no file at \(missing)/libGhost.so"), "\(gone.stdout)")
+            let nothing = try CLI.run(["plugins", "info", "nobody", "--dir", target])
+            #expect(nothing.status == 1)
+            #expect(nothing.stderr.contains("no manifest at \(target)/nobody.toml"), "\(nothing.stderr)")
         }
 
         /// A client whose host was killed is told the host is gone, not to check what the

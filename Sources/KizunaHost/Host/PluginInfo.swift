@@ -34,6 +34,15 @@ public struct PluginInfo: Sendable, Hashable, Codable {
 }
 
 extension PluginInfo {
+    /// What `manifest` declares, for a plugin not loaded: `discovered`, nothing running.
+    public init(declaredBy manifest: PluginManifest, library: String? = nil) {
+        self.init(
+            name: manifest.name, kind: manifest.kind, version: manifest.version, state: .discovered,
+            library: library ?? manifest.libraryPath, image: nil, manifest: manifest.path, sha256: manifest.sha256, descriptor: nil,
+            description: manifest.description, provides: manifest.provides, requires: manifest.requiredKinds,
+            tasks: 0, permitsHeld: 0, eventsPublished: 0, leftoverTasks: 0)
+    }
+
     /// What the manifests in `directory` say, without loading anything: each plugin is
     /// `discovered`, or `failed` with the manifest's error.
     /// - Throws: ``PluginLoadError`` if the directory cannot be read.
@@ -44,12 +53,7 @@ extension PluginInfo {
         return names.filter { $0.hasSuffix(".toml") }.sorted().map { name in
             let path = "\(directory)/\(name)"
             do {
-                let manifest = try PluginManifest(contentsOf: path)
-                return PluginInfo(
-                    name: manifest.name, kind: manifest.kind, version: manifest.version, state: .discovered,
-                    library: manifest.libraryPath, image: nil, manifest: path, sha256: manifest.sha256, descriptor: nil,
-                    description: manifest.description, provides: manifest.provides, requires: manifest.requiredKinds,
-                    tasks: 0, permitsHeld: 0, eventsPublished: 0, leftoverTasks: 0)
+                return PluginInfo(declaredBy: try PluginManifest(contentsOf: path))
             } catch {
                 return PluginInfo(
                     name: (name as NSString).deletingPathExtension, kind: .discovery, version: "-",

@@ -37,7 +37,7 @@ public enum PluginInstall {
         do { bytes = try Data(contentsOf: URL(fileURLWithPath: source)) } catch {
             throw Failure("cannot read \(source): \(error.localizedDescription)")
         }
-        let digest = PluginImageStore.hex(SHA256.hash(data: bytes))
+        let digest = PluginImageStore.hex(SHA256.hash(data: bytes))  // the bytes that will be written
         if let pinned = manifest.sha256, pinned != digest {
             throw Failure("\(source) has SHA-256 \(digest), but \(path) pins \(pinned); the two are from different builds: build again (build.sh writes both)")
         }
@@ -59,6 +59,11 @@ public enum PluginInstall {
         try writeAtomically(bytes, to: libraryTarget, mode: 0o755)
         try writeAtomically(manifestBytes, to: manifestTarget, mode: 0o644)
         return Installed(manifest: manifest, manifestPath: manifestTarget, libraryPath: libraryTarget)
+    }
+
+    /// The SHA-256 of the file at `path`, lowercase hex.
+    public static func sha256(ofFile path: String) throws -> String {
+        PluginImageStore.hex(SHA256.hash(data: try Data(contentsOf: URL(fileURLWithPath: path))))
     }
 
     /// Writes `bytes` to a temporary file beside `target`, syncs it and renames it over.
