@@ -359,18 +359,14 @@ struct Plugins: ParsableCommand {
             }
             let manifest: PluginManifest
             do { manifest = try PluginManifest(contentsOf: path) } catch { throw CommandFailure("\(error)") }
-            var library = manifest.libraryPath
-            let installed = "\(HostConfiguration().installDirectory)/\((library as NSString).lastPathComponent)"
-            if !FileManager.default.fileExists(atPath: library), manifest.libraryIsFileName, FileManager.default.fileExists(atPath: installed) {
-                library = installed
-            }
-            let digest = FileManager.default.fileExists(atPath: library) ? try? PluginInstall.sha256(ofFile: library) : nil
-            let libraryState =
-                switch (digest, manifest.sha256) {
-                case (nil, _): "missing: no file at \(library); build it, or fix the manifest's library"
-                case (let digest?, let pinned?) where digest != pinned: "does not match the manifest's pin (its sha256 is \(digest)); build again"
-                case (_, .some): "there, matches the pin"
-                case (_, nil): "there, not pinned"
+            let check = PluginInstall.check(libraryOf: manifest)
+            let (library, libraryState, usable): (String, String, Bool) =
+                switch check {
+                case .missing(let path): (path, "missing: no file at \(path); build it, or fix the manifest's library", false)
+                case .unreadable(let path, let reason): (path, "the host would refuse it: \(reason)", false)
+                case .mismatch(let path, let digest): (path, "does not match the manifest's pin (its sha256 is \(digest)); build again", false)
+                case .matchesPin(let path): (path, "there, matches the pin", true)
+                case .notPinned(let path): (path, "there, not pinned", true)
                 }
             if json {
                 return print(try encodeJSON(PluginJSON(PluginInfo(declaredBy: manifest, library: library))))
@@ -387,7 +383,7 @@ struct Plugins: ParsableCommand {
                 fields.append(("action \(action.name)", action.signature + (action.description.map { ": \($0)" } ?? "")))
             }
             printFields(fields)
-            if digest == nil || (manifest.sha256 != nil && digest != manifest.sha256) { throw ExitCode(1) }
+            if !usable { throw ExitCode(1) }
         }
     }
 

@@ -87,6 +87,17 @@ extension ProcessSuites {
             let nothing = try CLI.run(["plugins", "info", "nobody", "--dir", target])
             #expect(nothing.status == 1)
             #expect(nothing.stderr.contains("no manifest at \(target)/nobody.toml"), "\(nothing.stderr)")
+
+            // A library that is a FIFO is refused as the host refuses it, and never waited on.
+            #expect(mkfifo("\(missing)/libFifo.so", 0o644) == 0)
+            let fifo = Fixtures.writeManifest(in: missing, name: "fifo", kind: .discovery, library: "libFifo.so")
+            let fifoInfo = try CLI.run(["plugins", "info", fifo])
+            #expect(fifoInfo.status == 1)
+            #expect(fifoInfo.stdout.contains("the host would refuse it: is a FIFO (named pipe), not a regular file"), "\(fifoInfo.stdout)")
+            let fifoInstall = try CLI.run(["plugin", "install", fifo, "--plugins-dir", target])
+            #expect(fifoInstall.status == 1)
+            #expect(fifoInstall.stderr.contains("is a FIFO (named pipe), not a regular file"), "\(fifoInstall.stderr)")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: target).sorted() == ["finder.toml", "libFixtureDiscovery.so"])
         }
 
         /// A client whose host was killed is told the host is gone, not to check what the
