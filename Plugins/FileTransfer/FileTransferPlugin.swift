@@ -40,7 +40,7 @@ final class BuiltinFileTransfer: FileTransferPlugin {
         var chunkBytes = 256 << 10
         var offerTimeout = Duration.seconds(120)
         var rateLimit = 0
-        var existing = ExistingFilePolicy.rename
+        var existing = ExistingFiles.rename
         /// Partial files that no transfer resumed for this long are removed (nil: never).
         var partialMaxAge: Duration? = .seconds(7 * 86_400)
 
@@ -67,8 +67,9 @@ final class BuiltinFileTransfer: FileTransferPlugin {
                 accept = policy
             }
             if let text = settings.string("existing") {
-                guard let policy = ExistingFilePolicy(rawValue: text) else {
-                    throw TransferError("setting 'existing' is '\(text)'; use rename (keep the existing file, give the new one a free name such as 'photo (2).jpg') or overwrite")
+                guard let policy = ExistingFiles(rawValue: text) else {
+                    throw TransferError(
+                        "setting 'existing' is '\(text)'; use rename (keep the existing file, give the new one a free name such as 'photo (2).jpg'), skip (keep the existing file, do not take the new one) or overwrite")
                 }
                 existing = policy
             }
@@ -145,8 +146,8 @@ final class BuiltinFileTransfer: FileTransferPlugin {
         return try await Sender(started: running, path: path, peer: peer, report: progress).run()
     }
 
-    func answer(offer id: String, accept: Bool) -> Bool {
-        live.withLock { $0 }?.offers.answer(id, accept: accept) ?? false
+    func answer(offer id: String, accept: Bool, existing: ExistingFiles?) -> Bool {
+        live.withLock { $0 }?.offers.answer(id, accept: accept, existing: existing) ?? false
     }
 
     func cancel(transfer id: String) -> Bool {
@@ -175,7 +176,8 @@ final class PendingOffers: Sendable {
     final class Decision: Sendable {
         let summary: String
         fileprivate let answered = ShutdownSignal()
-        fileprivate let accepted = Atomic(false)
+        /// The answer: accepted, and what to do with names already taken (nil: the setting).
+        fileprivate let answer = Mutex<(accepted: Bool, existing: ExistingFiles?)>((false, nil))
         fileprivate let owner: PendingOffers
         fileprivate let id: String
         fileprivate init(summary: String, owner: PendingOffers, id: String) {
@@ -184,11 +186,12 @@ final class PendingOffers: Sendable {
             self.id = id
         }
 
-        /// Waits up to `limit` for `accept` or `refuse`; false if none came. The offer is
-        /// no longer pending afterwards.
-        func wait(within limit: Duration) async -> Bool {
+        /// Waits up to `limit` for `accept` or `refuse`; not accepted if no answer came. The
+        /// offer is no longer pending afterwards.
+        func wait(within limit: Duration) async -> (accepted: Bool, existing: ExistingFiles?) {
             defer { owner.waiting.withLock { _ = $0.removeValue(forKey: id) } }
-            return await answered.subscribe().wait(within: limit) && accepted.load(ordering: .acquiring)
+            guard await answered.subscribe().wait(within: limit) else { return (false, nil) }
+            return answer.withLock { $0 }
         }
     }
 
@@ -204,10 +207,11 @@ final class PendingOffers: Sendable {
         }
     }
 
-    /// Answers offer `id`; false if there is no such offer.
-    func answer(_ id: String, accept: Bool) -> Bool {
+    /// Answers offer `id` (`existing`: for this offer, what to do with names already
+    /// taken; nil for the setting); false if there is no such offer.
+    func answer(_ id: String, accept: Bool, existing: ExistingFiles? = nil) -> Bool {
         guard let offer = waiting.withLock({ $0[id] }) else { return false }
-        offer.accepted.store(accept, ordering: .releasing)
+        offer.answer.withLock { $0 = (accept, existing) }
         offer.answered.signal()
         return true
     }

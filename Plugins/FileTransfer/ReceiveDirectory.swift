@@ -148,14 +148,6 @@ enum ReceiveDirectory {
     }
 }
 
-/// What a receiver does when a received file's name is already taken.
-enum ExistingFilePolicy: String, Sendable {
-    /// Keep the existing file; the new one gets a free name such as `photo (2).jpg`.
-    case rename
-    /// Replace the existing file (never a folder; a link is replaced, not followed).
-    case overwrite
-}
-
 /// A file being received: written to a partial file beside its final name, and renamed
 /// only once verified.
 final class IncomingFile {
@@ -197,13 +189,22 @@ final class IncomingFile {
         return String(hasher.finalize().hex.prefix(16))
     }
 
+    /// True if something (a file, a folder, a link) already has `peerPath`'s name beneath
+    /// `root`: under ``ExistingFiles/skip`` the file is then not taken. Creates the folders
+    /// on the way, as receiving the file would.
+    static func nameIsTaken(root: DirectoryDescriptor, peerPath: PeerPath) throws(TransferError) -> Bool {
+        let folder = try root.folders(peerPath.components.dropLast(), for: peerPath)
+        var status = stat()
+        return fstatat(folder.fd, peerPath.components[peerPath.components.count - 1], &status, AT_SYMLINK_NOFOLLOW) == 0
+    }
+
     /// The bytes the partial file held when it was opened (from an earlier attempt).
     let existingBytes: Int64
 
     /// Flushes the data to disk, gives the file its final name (a free one, unless the
     /// policy is to overwrite), and flushes the folder, so that a verified file survives a
     /// power cut. Returns the name it got.
-    func commit(_ policy: ExistingFilePolicy) throws(TransferError) -> String {
+    func commit(_ policy: ExistingFiles) throws(TransferError) -> String {
         guard fsync(file.fd) == 0 else { throw TransferError("cannot write \(file.path) to disk: \(String(cString: strerror(errno)))", code: errno) }
         let final: String
         switch policy {
@@ -212,7 +213,9 @@ final class IncomingFile {
                 throw TransferError("cannot rename \(file.path) to \(escapedForDisplay(name)): \(String(cString: strerror(errno)))", code: errno)
             }
             final = name
-        case .rename:
+        case .rename, .skip:
+            // (Under skip a taken name was seen before any data came; a file that took the
+            // name since then is kept too.)
             final = try renameToFreeName()
         }
         folder.sync()

@@ -110,6 +110,12 @@ struct Sender {
             request.index = index
             try await connection.send(Wire.encode(request))
             let start = try await Wire.expect(.start, from: connection)
+            if start.skip == true {
+                // The receiver keeps its own file of that name (its setting `existing = skip`).
+                progress.bytesDone += file.size
+                progress.skippedFiles += 1
+                continue
+            }
             let offset = min(max(start.offset ?? 0, 0), file.size)
             let source = try OpenFile(path: sources[index], flags: O_RDONLY)
             var hasher = SHA256()
@@ -267,6 +273,9 @@ struct Receiver {
         // not hold the disk), and promised once accepted.
         if let free = root.freeBytes, free - started.space.promised < needed { try await refuse(tooFull()) }
         let trusted = context.trust.isTrusted(connection.peer)
+        // What to do with names already taken: the setting, unless the person who accepted
+        // this offer chose otherwise.
+        var existing = options.existing
         switch options.accept {
         case .auto: break
         case .trusted where trusted: break
@@ -280,9 +289,9 @@ struct Receiver {
                 try await refuse("too many offers are waiting for an answer on the receiving host; try again later")
             }
             context.events.publish(.transferOffered(progress))
-            if !(try await waitForAnswer(decision, within: options.offerTimeout)) {
-                try await refuse("not accepted on the receiving host")
-            }
+            let answer = try await waitForAnswer(decision, within: options.offerTimeout)
+            guard answer.accepted else { try await refuse("not accepted on the receiving host") }
+            existing = answer.existing ?? existing
         }
         guard let reservation = started.space.reserve(needed, free: root.freeBytes) else { try await refuse(tooFull()) }
         var answer = Wire.Message(.answer)
@@ -297,6 +306,18 @@ struct Receiver {
         for (index, file) in files.enumerated() where !file.isDirectory {
             let request = try await Wire.expect(.file, from: connection)
             guard request.index == index else { throw TransferError.violation("the peer asked for file \(request.index ?? -1), expected \(index)") }
+            if existing == .skip, try IncomingFile.nameIsTaken(root: root, peerPath: paths[index]) {
+                // This host keeps its own file of that name; the sender sends none of it.
+                var start = Wire.Message(.start)
+                start.skip = true
+                try await connection.send(Wire.encode(start))
+                reservation.wrote(file.size)  // (the promise is given back: nothing is written)
+                progress.bytesDone += file.size
+                progress.skippedFiles += 1
+                progressSlot = progress
+                context.logger.info("kept the existing file, did not take the new one", metadata: ["name": "\(paths[index].display)", "from": "\(connection.peer)"])
+                continue
+            }
             let incoming = try IncomingFile(root: root, peerPath: paths[index], key: IncomingFile.key(peer: connection.peer, file: file))
             let output = incoming.file
             var offset = incoming.existingBytes
@@ -345,7 +366,7 @@ struct Receiver {
                     let actual = hasher.finalize().hex
                     var verified = Wire.Message(.verified)
                     if written == file.size, expected == actual {
-                        if case .failure(let error) = Result(catching: { () throws(TransferError) in try incoming.commit(options.existing) }) {
+                        if case .failure(let error) = Result(catching: { () throws(TransferError) in try incoming.commit(existing) }) {
                             guard error.isDiskFull else { throw error }
                             incoming.discard()
                             throw TransferError("the receiving host's disk is full; the partial file of \(paths[index].display) was removed")
@@ -387,9 +408,9 @@ struct Receiver {
 
     /// Waits for a person's answer, telling the sender every few seconds that the offer
     /// is still waiting. True if it was accepted.
-    private func waitForAnswer(_ decision: PendingOffers.Decision, within limit: Duration) async throws -> Bool {
+    private func waitForAnswer(_ decision: PendingOffers.Decision, within limit: Duration) async throws -> (accepted: Bool, existing: ExistingFiles?) {
         let connection = connection
-        return try await withThrowingTaskGroup(of: Bool?.self) { group in
+        return try await withThrowingTaskGroup(of: (accepted: Bool, existing: ExistingFiles?)?.self) { group in
             group.addTask { await decision.wait(within: limit) }
             group.addTask {
                 while !Task.isCancelled {
@@ -410,7 +431,7 @@ struct Receiver {
             while let result = try await group.next() {
                 if let result { return result }
             }
-            return false
+            return (false, nil)
         }
     }
 }

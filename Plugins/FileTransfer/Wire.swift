@@ -9,6 +9,8 @@
 //   for each file (folders in `files` are only created):
 //     file {index}                  ->
 //                                   <-  start {offset}     (bytes it already has)
+//                                       or start {skip: true}: it keeps its own file of
+//                                       that name; nothing more is sent for this file
 //     data… from offset             ->
 //     end {sha256}                  ->
 //                                   <-  verified {ok, reason?}
@@ -50,6 +52,7 @@ enum Wire {
         var index: Int?
         var offset: Int64?
         var sha256: String?
+        var skip: Bool?
 
         init(_ type: Kind) { self.type = type }
     }

@@ -68,6 +68,7 @@ struct TransferJSON: Encodable {
     var bytesDone: Int64
     var bytesTotal: Int64
     var resumedFrom: Int64
+    var skippedFiles: Int
     var started: Date
     var updated: Date
 
@@ -81,6 +82,7 @@ struct TransferJSON: Encodable {
         bytesDone = record.progress.bytesDone
         bytesTotal = record.progress.bytesTotal
         resumedFrom = record.progress.resumedFrom
+        skippedFiles = record.progress.skippedFiles
         started = record.started
         updated = record.updated
     }
@@ -97,6 +99,7 @@ struct SendProgressJSON: Encodable {
     var bytesDone: Int64
     var bytesTotal: Int64
     var resumedFrom: Int64
+    var skippedFiles: Int
     var waiting: Bool
 
     init(_ type: String, _ progress: TransferProgress) {
@@ -108,6 +111,7 @@ struct SendProgressJSON: Encodable {
         bytesDone = progress.bytesDone
         bytesTotal = progress.bytesTotal
         resumedFrom = progress.resumedFrom
+        skippedFiles = progress.skippedFiles
         waiting = progress.awaitingAnswer
     }
 }
@@ -131,6 +135,7 @@ struct EventJSON: Encodable {
     var bytesDone: Int64?
     var bytesTotal: Int64?
     var resumedFrom: Int64?
+    var skippedFiles: Int?
     var waiting: Bool?
     var state: String?
     var reason: String?
@@ -186,6 +191,7 @@ struct EventJSON: Encodable {
         bytesDone = progress.bytesDone
         bytesTotal = progress.bytesTotal
         resumedFrom = progress.resumedFrom
+        skippedFiles = progress.skippedFiles
         waiting = progress.awaitingAnswer
     }
 

@@ -57,7 +57,8 @@ struct Send: ParsableCommand {
         guard let done = last else { throw CommandFailure("the host ended the transfer without a result") }
         if json { return writeLine(try encodeJSON(SendProgressJSON("sent", done), pretty: false)) }
         let resumed = done.resumedFrom > 0 ? ", resumed from \(ByteCount(done.resumedFrom)) (\(done.resumedFrom) bytes) already there" : ""
-        print("sent \(done.name) to \(peerName(done.peer)): \(ByteCount(done.bytesTotal)) (\(done.bytesTotal) bytes), verified by the peer\(resumed) (transfer \(done.id))")
+        let skipped = done.skippedFiles > 0 ? "; \(done.skippedFiles) file(s) not sent: the peer keeps its own files of those names" : ""
+        print("sent \(done.name) to \(peerName(done.peer)): \(ByteCount(done.bytesTotal)) (\(done.bytesTotal) bytes), verified by the peer\(resumed)\(skipped) (transfer \(done.id))")
     }
 
     /// "bo (3f9a…)" if the host knows the peer's name, else its short id.

@@ -43,19 +43,38 @@ struct Transfers: ParsableCommand {
 }
 
 /// `accept ID` and `refuse ID`: one answer to an offer that waits.
-private func answer(_ id: String, accept: Bool, over socket: SocketOption) throws {
+private func answer(_ id: String, accept: Bool, existing: ExistingFiles? = nil, over socket: SocketOption) throws {
     let offer = (try? socket.send(ControlRequest(.transfers)).transfers)?.first { $0.progress.id == id }
-    _ = try socket.send(ControlRequest(.answerTransfer, id, arguments: [accept ? "accept" : "refuse"]))
+    _ = try socket.send(ControlRequest(.answerTransfer, id, arguments: [accept ? "accept" : "refuse"] + (existing.map { [$0.rawValue] } ?? [])))
     let what = offer.map { " (\($0.progress.name), \(ByteCount($0.progress.bytesTotal)) from \($0.progress.peer.short))" } ?? ""
-    print("\(accept ? "accepted" : "refused") offer \(id)\(what)")
+    let names =
+        switch existing {
+        case nil: ""
+        case .rename: "; files whose names are taken get free names"
+        case .skip: "; files whose names are taken are kept, and the new ones not taken"
+        case .overwrite: "; files whose names are taken are replaced"
+        }
+    print("\(accept ? "accepted" : "refused") offer \(id)\(what)\(names)")
+}
+
+/// `--existing`: ``ExistingFiles`` as an argument (the SDK does not depend on the parser).
+enum ExistingChoice: String, CaseIterable, ExpressibleByArgument {
+    case rename, skip, overwrite
+    var policy: ExistingFiles { ExistingFiles(rawValue: rawValue)! }
 }
 
 struct Accept: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Accept an incoming offer that waits for an answer (`kizuna transfers` lists them).")
     @OptionGroup var socket: SocketOption
     @Argument(help: "The offer's id.") var id: String
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "For this offer, what to do with a file whose name is already taken: rename (keep the existing file, give the new one a free name), skip (keep the existing file, do not take the new one) or overwrite. Default: the file-transfer plugin's setting 'existing' (rename unless changed).",
+            valueName: "rename|skip|overwrite"))
+    var existing: ExistingChoice?
 
-    func run() throws { try answer(id, accept: true, over: socket) }
+    func run() throws { try answer(id, accept: true, existing: existing?.policy, over: socket) }
 }
 
 struct Refuse: ParsableCommand {

@@ -27,6 +27,7 @@ extension ProcessSuites {
             ("file-transfer", "accept = \"trusted\"", "accept = \"maybe\"", "setting 'accept' is 'maybe'; use trusted (accept from paired peers"),
             ("streaming", "accept = \"trusted\"", "accept = \"ask\"", "setting 'accept' is 'ask'; use trusted (streams from paired peers only)"),
             ("file-transfer", "chunk-bytes = 262144", "chunk-bytes = 1", "setting 'chunk-bytes' is 1; give 4096 to 8388608"),
+            ("file-transfer", "existing = \"rename\"", "existing = \"replace\"", "setting 'existing' is 'replace'; use rename (keep the existing file"),
             // A wrong type or an unknown key is refused by name, never ignored.
             ("tcp-transport", "port = 0", "port = \"8080\"", "setting 'port' is a string (\"8080\"); give an integer"),
             ("tcp-transport", "threads = 1", "treads = 1", "tcp-transport has no setting 'treads'; did you mean 'threads'?"),

@@ -197,6 +197,64 @@ extension ProcessSuites {
             #expect(nothing.stderr.contains("no offer 'nothing-1' waits for an answer on this host; none waits now (`kizuna transfers` lists them)"), "\(nothing.stderr)")
         }
 
+        /// `kizuna accept ID --existing rename|skip|overwrite` decides, for one offer, what
+        /// becomes of a file whose name the receiver already has; skipped files are not sent.
+        @Test func eachOfferChoosesWhatBecomesOfNamesAlreadyTaken() throws {
+            let work = Fixtures.temporaryDirectory()
+            let plugins = try BuiltinHost.pluginsDirectory(in: work, serviceType: BuiltinHost.serviceType())
+            let a = try BuiltinHost(name: "aiko", work: work, plugins: plugins)
+            let b = try BuiltinHost(name: "bo", work: work, plugins: plugins, arguments: ["--accept", "ask"])
+            defer {
+                _ = a.kill()
+                _ = b.kill()
+            }
+            try a.waitFor("peer found: \(b.id)")
+            let album = "\(work)/album"
+            try FileManager.default.createDirectory(atPath: album, withIntermediateDirectories: true)
+            try Data("new a".utf8).write(to: URL(fileURLWithPath: "\(album)/a.txt"))
+            try Data("new b".utf8).write(to: URL(fileURLWithPath: "\(album)/b.txt"))
+            let received = "\(b.receiveDirectory)/album"
+            try FileManager.default.createDirectory(atPath: received, withIntermediateDirectories: true)
+            try Data("mine".utf8).write(to: URL(fileURLWithPath: "\(received)/a.txt"))
+            func contents(_ name: String) -> String? { try? String(contentsOfFile: "\(received)/\(name)", encoding: .utf8) }
+
+            /// Sends the album and answers the offer with `answer`; the sender's last line.
+            func send(answering answer: [String], json: Bool = false) throws -> String {
+                let sending = try BackgroundCLI(["send", album, "--to", b.id, "--socket", a.socket] + (json ? ["--json"] : []), limit: 60)
+                let offered = try b.waitFor("offered by \(a.id)").last ?? ""
+                let id = try #require(offered.firstMatch(of: /transfer (\S+) offered/).map { String($0.1) })
+                let answered = try b.cli(["accept", id] + answer)
+                #expect(answered.status == 0, "\(answered.stderr)")
+                let lines = sending.waitForLine(containing: json ? "\"type\":\"sent\"" : "verified by the peer")
+                #expect(sending.process.waitUntilExitOrKill() == 0, "\(lines)")
+                return lines.last ?? ""
+            }
+
+            // skip: the file of a taken name is kept and not sent; the other arrives.
+            let skipped = try send(answering: ["--existing", "skip"])
+            #expect(skipped.contains("; 1 file(s) not sent: the peer keeps its own files of those names"), "\(skipped)")
+            #expect(contents("a.txt") == "mine" && contents("b.txt") == "new b")
+            #expect(!FileManager.default.fileExists(atPath: "\(received)/a (2).txt"))
+            // overwrite: both are replaced, nothing is renamed.
+            let overwritten = try send(answering: ["--existing", "overwrite"], json: true)
+            #expect(overwritten.contains("\"skippedFiles\":0"), "\(overwritten)")
+            #expect(contents("a.txt") == "new a" && contents("b.txt") == "new b")
+            #expect(!FileManager.default.fileExists(atPath: "\(received)/a (2).txt"))
+            // No choice: the setting (rename): both get free names, the old ones stay.
+            try Data("mine".utf8).write(to: URL(fileURLWithPath: "\(received)/a.txt"))
+            _ = try send(answering: [])
+            #expect(contents("a.txt") == "mine" && contents("a (2).txt") == "new a" && contents("b (2).txt") == "new b")
+            // skip when every name is taken: nothing is sent and nothing changes.
+            let before = try FileManager.default.contentsOfDirectory(atPath: received).sorted()
+            let none = try send(answering: ["--existing", "skip"], json: true)
+            #expect(none.contains("\"skippedFiles\":2"), "\(none)")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: received).sorted() == before)
+            // A choice that is none of the three is refused before anything is answered.
+            let bad = try b.cli(["accept", "some-id", "--existing", "replace"])
+            #expect(bad.status == 64, "\(bad.stderr)")
+            #expect(bad.stderr.contains("replace") && bad.stderr.contains("rename"), "\(bad.stderr)")
+        }
+
         @Test func kizunaCancelStopsATransferFromEitherSide() throws {
             let work = Fixtures.temporaryDirectory()
             let plugins = try BuiltinHost.pluginsDirectory(in: work, serviceType: BuiltinHost.serviceType())

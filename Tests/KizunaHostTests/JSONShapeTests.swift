@@ -129,7 +129,7 @@ extension ProcessSuites {
             let sent = try a.cli(["send", file, "--to", b.id, "--json"])
             #expect(sent.status == 0, "\(sent.stderr)")
             let lines = try sent.stdout.split(separator: "\n").map { try object(String($0)) }
-            let required: Set = ["type", "time", "id", "peer", "name", "bytesDone", "bytesTotal", "resumedFrom", "waiting"]
+            let required: Set = ["type", "time", "id", "peer", "name", "bytesDone", "bytesTotal", "resumedFrom", "skippedFiles", "waiting"]
             for line in lines { expectKeys(line, required: required, "send --json") }
             #expect(lines.last?["type"] as? String == "sent" && lines.last?["bytesDone"] as? Int == 12 && lines.last?["peer"] as? String == b.id)
             #expect(lines.dropLast().allSatisfy { $0["type"] as? String == "progress" })
@@ -138,7 +138,7 @@ extension ProcessSuites {
             let transfers = try array(try a.cli(["transfers", "--json"]).stdout)
             let record = try #require(transfers.first)
             expectKeys(
-                record, required: ["id", "direction", "peer", "name", "state", "bytesDone", "bytesTotal", "resumedFrom", "started", "updated"], optional: ["reason"],
+                record, required: ["id", "direction", "peer", "name", "state", "bytesDone", "bytesTotal", "resumedFrom", "skippedFiles", "started", "updated"], optional: ["reason"],
                 "transfers")
             #expect(record["state"] as? String == "done" && record["direction"] as? String == "outgoing" && isTime(record["updated"]))
 

@@ -15,7 +15,8 @@ public struct ControlRequest: Sendable, Codable, Hashable {
         /// trusting one (`argument`).
         case identity, pair, pairings, answerPairing, trusted, untrust
         /// Transfers: those under way and the latest that ended; answer a waiting offer
-        /// (`argument` the id, `arguments` ["accept"] or ["refuse"]); cancel one (`argument`).
+        /// (`argument` the id, `arguments` ["accept"] or ["refuse"], after "accept" optionally
+        /// "rename", "skip" or "overwrite" for names already taken); cancel one (`argument`).
         case transfers, answerTransfer, cancelTransfer
     }
 

@@ -154,7 +154,12 @@ public final class ControlServer: Sendable {
                 guard let id = request.argument, let answer = request.arguments?.first, ["accept", "refuse"].contains(answer) else {
                     return .failure("'answerTransfer' needs an offer id and 'accept' or 'refuse'")
                 }
-                try await host.answerTransfer(id, accept: answer == "accept")
+                let choice = request.arguments?.dropFirst().first
+                let existing = choice.flatMap(ExistingFiles.init(rawValue:))
+                guard choice == nil || existing != nil else {
+                    return .failure("'answerTransfer' was given '\(choice ?? "")' for names already taken; give rename, skip or overwrite")
+                }
+                try await host.answerTransfer(id, accept: answer == "accept", existing: existing)
                 return ControlResponse(ok: true, result: answer == "accept" ? "accepted" : "refused")
             case .cancelTransfer:
                 guard let id = request.argument else { return .failure("'cancelTransfer' needs a transfer id") }

@@ -38,10 +38,11 @@ extension KizunaHost {
     /// The transfers under way, oldest first, then the latest that ended.
     public nonisolated func transfers() -> [TransferRecord] { state.transferRecords }
 
-    /// Answers the incoming offer `id` that waits for this host's user.
-    public func answerTransfer(_ id: String, accept: Bool) throws(SubsystemError) {
+    /// Answers the incoming offer `id` that waits for this host's user; `existing` says what
+    /// to do with names already taken, for this offer only (nil: the plugin's setting).
+    public func answerTransfer(_ id: String, accept: Bool, existing: ExistingFiles? = nil) throws(SubsystemError) {
         let plugin = try fileTransfer()
-        guard plugin.answer(offer: id, accept: accept) else {
+        guard plugin.answer(offer: id, accept: accept, existing: existing) else {
             let waiting = transfers().filter { $0.phase == .waiting && !$0.progress.outgoing }.map(\.progress.id)
             throw SubsystemError(
                 "no offer '\(id)' waits for an answer on this host; "

@@ -33,8 +33,10 @@ public protocol FileTransferPlugin: Plugin {
     /// acknowledged, as well as the same progress being published on the event bus.
     func send(path: String, to peer: Peer, progress: @escaping @Sendable (TransferProgress) -> Void) async throws -> TransferProgress
     /// Answers an incoming offer that waits for a person (``HostEvent/transferOffered(_:)``);
-    /// false if no offer `id` waits. Called by `kizuna accept` and `kizuna refuse`.
-    func answer(offer id: String, accept: Bool) -> Bool
+    /// false if no offer `id` waits. `existing` says what to do with files whose names are
+    /// taken, for this offer only (nil: as the plugin's settings say). Called by
+    /// `kizuna accept [--existing rename|skip|overwrite]` and `kizuna refuse`.
+    func answer(offer id: String, accept: Bool, existing: ExistingFiles?) -> Bool
     /// Stops transfer `id`, outgoing or incoming, and tells the peer; false if no transfer
     /// `id` is under way. The transfer ends with ``HostEvent/transferFailed(_:reason:)``.
     /// Called by `kizuna cancel`.
@@ -43,7 +45,7 @@ public protocol FileTransferPlugin: Plugin {
 
 extension FileTransferPlugin {
     /// For a plugin that never holds offers: there is none to answer.
-    public func answer(offer id: String, accept: Bool) -> Bool { false }
+    public func answer(offer id: String, accept: Bool, existing: ExistingFiles?) -> Bool { false }
     /// For a plugin whose transfers cannot be stopped: none is cancelled.
     public func cancel(transfer id: String) -> Bool { false }
 }

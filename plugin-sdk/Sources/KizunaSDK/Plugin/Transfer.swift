@@ -19,10 +19,14 @@ public struct TransferProgress: Sendable, Hashable, Codable {
     public var resumedFrom: Int64
     /// True while the offer waits for the receiving side's answer (its user decides).
     public var awaitingAnswer: Bool
+    /// Files the receiver did not take because it keeps its own file of that name
+    /// (``ExistingFiles/skip``); their bytes count as done, none of them were sent.
+    public var skippedFiles: Int
 
     /// Creates a progress record.
     public init(
-        id: String, peer: PeerID, name: String, bytesDone: Int64, bytesTotal: Int64, outgoing: Bool, resumedFrom: Int64 = 0, awaitingAnswer: Bool = false
+        id: String, peer: PeerID, name: String, bytesDone: Int64, bytesTotal: Int64, outgoing: Bool, resumedFrom: Int64 = 0, awaitingAnswer: Bool = false,
+        skippedFiles: Int = 0
     ) {
         self.id = id
         self.peer = peer
@@ -32,10 +36,21 @@ public struct TransferProgress: Sendable, Hashable, Codable {
         self.outgoing = outgoing
         self.resumedFrom = resumedFrom
         self.awaitingAnswer = awaitingAnswer
+        self.skippedFiles = skippedFiles
     }
 
     /// The fraction done, from 0 to 1.
     public var fraction: Double { bytesTotal > 0 ? Double(bytesDone) / Double(bytesTotal) : 1 }
+}
+
+/// What a receiver does with a file whose name is already taken in the folder it goes to.
+public enum ExistingFiles: String, Sendable, Hashable, Codable, CaseIterable {
+    /// Keep the existing file; the new one gets a free name such as `photo (2).jpg`.
+    case rename
+    /// Keep the existing file and do not take the new one: it is not sent at all.
+    case skip
+    /// Replace the existing file with the new one.
+    case overwrite
 }
 
 /// One transfer as the host's ``SharedState`` remembers it: under way, or one of the
