@@ -5,7 +5,7 @@ import KizunaSDK
 import Testing
 
 /// The mDNS discovery plugin against an independent implementation (python-zeroconf, which
-/// `.ci/run` installs), against garbage, and the transport swapped under running hosts.
+/// the tests install for themselves if need be), against garbage, and the transport swapped under running hosts.
 extension ProcessSuites {
     @Suite(.serialized, .timeLimit(.minutes(3))) struct DiscoveryTests {
         static let zeroconf = "\(BuiltinHost.repository)/Tests/Fixtures/zeroconf"
@@ -20,11 +20,19 @@ extension ProcessSuites {
             init(_ script: String, _ arguments: [String]) throws {
                 process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
                 process.arguments = ["python3", "\(zeroconf)/\(script)"] + arguments
+                process.environment = TestPython.environment
                 process.standardInput = input
                 process.standardOutput = output
                 try process.run()
                 let process = process
-                DispatchQueue.global().asyncAfter(deadline: .now() + 60) { if process.isRunning { process.terminate() } }
+                // SIGKILL: the test process may block SIGTERM, and a child inherits that mask.
+                DispatchQueue.global().asyncAfter(deadline: .now() + 60) { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+            }
+
+            /// Ends the helper at once (it holds the test run's stderr while it lives).
+            func stop() {
+                if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+                process.waitUntilExit()
             }
 
             /// The next JSON line whose key `key` is set, or nil if the script ends first.
@@ -44,23 +52,15 @@ extension ProcessSuites {
             }
         }
 
-        static func requireZeroconf() throws {
-            let check = Process()
-            check.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            check.arguments = ["python3", "-c", "import zeroconf"]
-            check.standardError = FileHandle.nullDevice
-            try check.run()
-            check.waitUntilExit()
-            if check.terminationStatus != 0 {
-                throw HostFailure("python3 with the zeroconf package is needed for this test: `pip install zeroconf` (.ci/run does)")
-            }
-        }
+        /// python-zeroconf, installed by the tests themselves when the machine lacks it.
+        static func requireZeroconf() throws { try TestPython.requireZeroconf() }
 
         @Test func zeroconfSeesAKizunaHostAndItsGoodbye() throws {
             try Self.requireZeroconf()
             let work = Fixtures.temporaryDirectory()
             let plugins = try BuiltinHost.pluginsDirectory(in: work, serviceType: "_kizuna._tcp")
             let browser = try Python("browse.py", ["40"])
+            defer { browser.stop() }
             _ = browser.next("browsing")
             let host = try BuiltinHost(name: "kizuna-interop", work: work, plugins: plugins)
             let added = try #require(browser.next("added") { ($0["properties"] as? [String: String])?["id"] == host.id })
@@ -75,7 +75,6 @@ extension ProcessSuites {
 
             #expect(host.kill() == 0)
             #expect(browser.next("removed") { $0["removed"] as? String == name } != nil)
-            browser.process.terminate()
         }
 
         @Test func kizunaSeesAServiceRegisteredWithZeroconf() throws {
@@ -86,6 +85,7 @@ extension ProcessSuites {
             defer { _ = host.kill() }
             let id = "py-\(UUID().uuidString.prefix(8).lowercased())"
             let registrar = try Python("register.py", ["python-\(id)", id, "4242"])
+            defer { registrar.stop() }
             #expect(registrar.next("registered") != nil)
             try host.waitFor("peer found: \(id) (python-\(id)) at 127.0.0.1:4242")
             let peers = try JSONDecoder().decode([Peer].self, from: Data(try host.cli(["peers", "--json"]).stdout.utf8))
