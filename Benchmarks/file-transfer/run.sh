@@ -62,7 +62,7 @@ EOF
 
 # Not run in $(…): a subshell's pids+= would be lost, and cleanup would kill nothing.
 start_host() { # NAME; sets started to the host's pid
-  $bin/kizuna run --plugins-dir "$work/plugins" --socket "$work/$1.sock" --receive-dir "$work/$1-in" --accept auto \
+  $bin/kizuna run --plugins-dir "$work/plugins" --interface lo --socket "$work/$1.sock" --receive-dir "$work/$1-in" --accept auto \
     --name "$1" --state-dir "$work/$1-state" --quiet > "$work/$1.log" 2>&1 &
   started=$!
   pids+=("$started")

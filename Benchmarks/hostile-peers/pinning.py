@@ -42,7 +42,7 @@ def main():
         with open(os.path.join(plugins, "mdns-discovery.toml")) as f: text = f.read()
         with open(os.path.join(plugins, "mdns-discovery.toml"), "w") as f: f.write(text.replace('"_kizuna._tcp"', '"_kzpin._tcp"'))
         sock = os.path.join(work, "host.sock")
-        host = subprocess.Popen([args.kizuna, "run", "--plugins-dir", plugins, "--socket", sock, "--name", "target", "--state-dir", os.path.join(work, "state"),
+        host = subprocess.Popen([args.kizuna, "run", "--plugins-dir", plugins, "--interface", "lo", "--socket", sock, "--name", "target", "--state-dir", os.path.join(work, "state"),
                                  "--receive-dir", os.path.join(work, "in"), "--accept", "ask"],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         port = None

@@ -242,8 +242,18 @@ extension [UInt8] {
         appendU16(record.type.rawValue)
         appendU16(DNSMessage.classIN | (record.cacheFlush ? 0x8000 : 0))
         appendU32(record.ttl)
+        let data = record.data.encoded()
+        appendU16(UInt16(data.count))
+        append(contentsOf: data)
+    }
+}
+
+extension RecordData {
+    /// The record's data as it is written (names whole), which is also what probes compare
+    /// (RFC 6762, 8.2).
+    func encoded() -> [UInt8] {
         var data: [UInt8] = []
-        switch record.data {
+        switch self {
         case .a(let address): data.appendU32(address)
         case .ptr(let target): data.appendName(target)
         case .srv(let priority, let weight, let port, let target):
@@ -260,8 +270,7 @@ extension [UInt8] {
             if data.isEmpty { data.append(0) }
         case .other(let bytes): data = bytes
         }
-        appendU16(UInt16(data.count))
-        append(contentsOf: data)
+        return data
     }
 }
 

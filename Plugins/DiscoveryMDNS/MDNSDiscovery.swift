@@ -1,7 +1,8 @@
 // The built-in discovery: announces this host as a DNS-SD service over multicast DNS and
 // browses for the others. It speaks the protocol other implementations speak (Avahi,
-// Bonjour, python-zeroconf): PTR, SRV, TXT and A records, their TTLs, and a goodbye
-// (the same records with TTL 0) when it stops.
+// Bonjour, python-zeroconf): PTR, SRV, TXT and A records, their TTLs, probing for its
+// names, and a goodbye (the same records with TTL 0) when it stops; on every interface
+// that is up unless told otherwise.
 import KizunaBuiltinSupport
 import KizunaSDK
 import Synchronization
@@ -18,35 +19,40 @@ final class MDNSDiscovery: DiscoveryPlugin {
         }
         let socket: MulticastSocket
         do {
-            socket = try MulticastSocket(interface: options.interface, port: options.port)
+            socket = try MulticastSocket(port: options.port)
         } catch {
             throw DiscoveryError(error.description)
         }
         let responder = Responder(context: context, options: options, socket: socket, port: UInt16(address.port), peers: peers)
         activeResponder.withLock { $0 = responder }
         defer { activeResponder.withLock { if $0 === responder { $0 = nil } } }
-        context.logger.info("announcing", metadata: ["instance": "\(responder.instanceName)", "interface": "\(options.interface)", "port": "\(options.port)"])
+        let interfaces = InterfaceFollower(context: context, choice: options.interface, transportHost: address.host)
+        context.logger.info(
+            "discovery starts", metadata: ["instance": "\(responder.instanceName)", "interface": "\(options.interface)", "port": "\(options.port)"])
 
         let listener = try context.runtime.spawnBlocking(name: "mdns receive") {
             while !responder.isStopping {
-                if let (packet, source) = socket.receive(timeoutMilliseconds: 200) { responder.handle(packet, from: source) }
+                if let datagram = socket.receive(timeoutMilliseconds: min(200, responder.millisecondsUntilDue())) { responder.handle(datagram) }
+                responder.sendDue()
             }
         }
-        // Announce twice a second apart (RFC 6762, 8.3); query at 0, 1, 3, 7, 15 and 31 s
-        // (intervals doubling, 5.2), then every query interval; expire records and follow
-        // service changes each second.
+        // Each interface probes for this host's names, then announces them twice a second
+        // apart (RFC 6762, 8.); queries go out at 0, 1, 3, 7, 15 and 31 s (intervals
+        // doubling, 5.2), then every query interval; each second records expire or are
+        // refreshed, and every two the interfaces are looked at again.
         var tick = 0
         var announcedServices = context.host.services
-        responder.announce()
+        interfaces.follow(responder)
         responder.query()
         context.ready()
         while !(await context.shutdown.wait(within: .seconds(1))) {
             tick += 1
             let services = context.host.services
-            if tick == 1 || services != announcedServices {
+            if services != announcedServices {
                 announcedServices = services
-                responder.announce()
+                responder.announceAgain()
             }
+            if tick % 2 == 0 { interfaces.follow(responder) }
             if [1, 3, 7, 15, 31].contains(tick) || tick % options.queryInterval == 0 { responder.query() }
             responder.expire()
         }
@@ -57,20 +63,73 @@ final class MDNSDiscovery: DiscoveryPlugin {
     }
 }
 
+/// Chooses the interfaces discovery runs on, again each time it is asked, and logs what
+/// changes. A transport that listens on one address decides: discovery runs only where
+/// that address is, so it never announces an address the transport does not serve.
+final class InterfaceFollower: Sendable {
+    private let context: PluginContext
+    private let choice: InterfaceChoice
+    /// The transport's own address, when it listens on one rather than on all.
+    private let transportAddress: UInt32?
+    private let warned = Mutex<Set<String>>([])
+
+    init(context: PluginContext, choice: InterfaceChoice, transportHost: String) {
+        self.context = context
+        self.choice = choice
+        transportAddress = transportHost == "localhost" ? 0x7F00_0001 : ipv4Address(transportHost).flatMap { $0 == 0 ? nil : $0 }
+    }
+
+    private func warnOnce(_ key: String, _ message: @autoclosure () -> String) {
+        guard warned.withLock({ $0.insert(key).inserted }) else { return }
+        context.logger.warning("\(message())")
+    }
+
+    func chosen() -> [NetworkInterface] {
+        let all = currentInterfaces()
+        var (chosen, missing) = choice.select(from: all)
+        for entry in missing {
+            warnOnce("missing \(entry)", "no interface \(entry) is up; discovery runs on it once it is (interfaces up now: \(all.map(\.name).joined(separator: ", ")))")
+        }
+        if let transportAddress {
+            let served = all.filter { $0.address == transportAddress || transportAddress >> 24 == 127 && $0.isLoopback }
+            if served.isEmpty {
+                warnOnce("unserved", "the transport listens on \(dottedQuad(transportAddress)), which no interface has; discovery announces nothing until one has it")
+            } else if case .listed = choice, !served.allSatisfy(chosen.contains) {
+                warnOnce("narrowed", "the transport listens on \(dottedQuad(transportAddress)) only, so discovery runs on \(served.map(\.name).joined(separator: ", ")) and not on the interfaces set in 'interface'; set the transport's listen-host to 0.0.0.0 to serve them all")
+            }
+            chosen = served
+        }
+        return chosen
+    }
+
+    /// Points `responder` at the interfaces chosen now.
+    func follow(_ responder: Responder) {
+        let (joined, left, failed) = responder.use(chosen())
+        for interface in joined { context.logger.info("discovery runs on \(interface)") }
+        for interface in left { context.logger.info("discovery no longer runs on \(interface)") }
+        for failure in failed { warnOnce(failure, failure) }
+    }
+}
+
 struct Options: Sendable {
-    var interface = "127.0.0.1"
+    var interface = InterfaceChoice.automatic
     var port: UInt16 = 5353
-    var serviceType = DNSName("_kizuna._tcp.local")
+    var serviceType = DNSName("_kizuna._tcp")
     var queryInterval = 60
     var hostTTL: UInt32 = 120
     var otherTTL: UInt32 = 4500
 
     static let schema = SettingsSchema(
-        plugin: "mdns-discovery", ["interface": .string, "port": .integer, "service-type": .string, "query-interval-seconds": .integer])
+        plugin: "mdns-discovery",
+        ["interface": .strings, "port": .integer, "service-type": .string, "query-interval-seconds": .integer, "host-ttl-seconds": .integer])
 
     init(_ settings: PluginSettings) throws(DiscoveryError) {
         if let refusal = Self.schema.refusal(of: settings) { throw DiscoveryError(refusal) }
-        if let interface = settings.string("interface") { self.interface = interface }
+        switch settings.values["interface"] {
+        case .string(let value): interface = try InterfaceChoice(parsing: [value])
+        case .array(let values): interface = try InterfaceChoice(parsing: values.compactMap { if case .string(let text) = $0 { text } else { nil } })
+        default: break
+        }
         if let port = settings.integer("port") {
             guard (1...65535).contains(port) else { throw DiscoveryError("setting 'port' is \(port); give a UDP port from 1 to 65535 (mDNS uses 5353)") }
             self.port = UInt16(port)
@@ -85,6 +144,12 @@ struct Options: Sendable {
         if let seconds = settings.integer("query-interval-seconds") {
             guard seconds >= 1 else { throw DiscoveryError("setting 'query-interval-seconds' is \(seconds); give at least 1") }
             queryInterval = Int(seconds)
+        }
+        if let seconds = settings.integer("host-ttl-seconds") {
+            guard (5...4500).contains(seconds) else {
+                throw DiscoveryError("setting 'host-ttl-seconds' is \(seconds); give 5 to 4500 (RFC 6762 recommends 120)")
+            }
+            hostTTL = UInt32(seconds)
         }
     }
 }
@@ -107,6 +172,13 @@ let activeResponder = Mutex<Responder?>(nil)
 /// `peer-count`: the peers found right now.
 @_cdecl("kizuna_mdns_peer_count") public func kizunaMDNSPeerCount() -> Int64 {
     Int64(activeResponder.withLock { $0 }?.peerCount ?? 0)
+}
+
+/// `violations`: packets dropped for breaking the protocol: they did not parse, or came
+/// from off the link or (responses) not from the mDNS port.
+@_cdecl("kizuna_mdns_violations") public func kizunaMDNSViolations() -> UInt64 {
+    guard let responder = activeResponder.withLock({ $0 }) else { return 0 }
+    return responder.malformed.load(ordering: .relaxed) + responder.refusedSources.load(ordering: .relaxed)
 }
 
 /// `malformed-packets`: packets dropped because they did not parse.

@@ -2,34 +2,32 @@ import KizunaBuiltinSupport
 import KizunaSDK
 import Synchronization
 
-/// Answers questions about this host, and keeps what it hears of other instances of the
-/// service type until they expire or say goodbye; instances complete enough to reach
-/// (an SRV record and an address for its target) are published as peers.
+/// Multicast DNS as RFC 6762 and 6763 describe it, for one DNS-SD service instance: this
+/// host's. On each interface it probes for its names before it announces them and takes
+/// another name on a conflict; it answers questions (shared answers after a random delay,
+/// at most one multicast of a record a second, known answers suppressed, unicast where
+/// asked, legacy queries answered to their sender); and it keeps what it hears of other
+/// instances, refreshing their records before they expire and dropping those that no
+/// longer answer. Instances complete enough to reach (an SRV record and an address for
+/// its target) are published as peers.
+///
+/// Two threads use it: the plugin's receive thread (packets, and everything due at a
+/// moment: probes, announcements, delayed answers) and its run loop (once a second:
+/// queries, expiry, interfaces). Everything they share is in `state`; packets are sent
+/// after the lock is let go.
 final class Responder: Sendable {
-    let instanceName: DNSName
     private let context: PluginContext
     private let options: Options
     private let socket: MulticastSocket
     private let port: UInt16
-    private let hostTarget: DNSName
-    private let interfaceAddress: UInt32
     private let peers: PeerTable
-    private let cache = Mutex(Cache())
+    private let state: Mutex<State>
     private let stopping = Atomic(false)
     /// Packets dropped because they did not parse.
     let malformed = Atomic<UInt64>(0)
-
-    private struct Cache {
-        var instances: [DNSName: Instance] = [:]
-        var addresses: [DNSName: Expiring<UInt32>] = [:]
-    }
-
-    private struct Instance {
-        var pointer: Expiring<Void>?
-        var service: Expiring<(target: DNSName, port: UInt16)>?
-        var text: Expiring<[String: String]>?
-        var lastQuery: ContinuousClock.Instant?
-    }
+    /// Packets dropped for their source: a response not from the mDNS port, or a packet
+    /// from off the link it came in on.
+    let refusedSources = Atomic<UInt64>(0)
 
     /// The longest a record heard is kept, whatever TTL its sender chose: the longest TTL
     /// RFC 6762 recommends (10.), for records other than host addresses.
@@ -37,15 +35,9 @@ final class Responder: Sendable {
     /// The most instances and host addresses kept; once full, new names are ignored until
     /// old ones expire, so that no sender can make the cache grow without bound.
     static let maxCachedNames = 512
-
-    private struct Expiring<Value> {
-        var value: Value
-        var expires: ContinuousClock.Instant
-        init(_ value: Value, ttl: UInt32) {
-            self.value = value
-            expires = .now + .seconds(Int(min(ttl, Responder.maxTTL)))
-        }
-    }
+    /// Known answers put in one query, at most (the rest are left out, which only costs
+    /// answers that were not needed).
+    static let maxQueryBytes = 1400
 
     init(context: PluginContext, options: Options, socket: MulticastSocket, port: UInt16, peers: PeerTable) {
         self.context = context
@@ -53,91 +45,442 @@ final class Responder: Sendable {
         self.socket = socket
         self.port = port
         self.peers = peers
-        let id = context.host.id.rawValue
-        // The name is cut to the 63 bytes a label holds, on a character boundary, keeping
-        // the id's prefix that tells hosts of the same name apart.
-        let suffix = "-\(id.prefix(8))"
-        let label = String(decoding: utf8Prefix(context.host.name, maxBytes: 63 - suffix.utf8.count), as: UTF8.self) + suffix
-        instanceName = options.serviceType.prepending(label)
-        hostTarget = DNSName(["kizuna-\(id)", "local"])
-        interfaceAddress = ipv4Value(options.interface)
+        state = Mutex(State(names: Names(host: context.host, serviceType: options.serviceType)))
     }
 
+    var instanceName: DNSName { state.withLock { $0.names.instance } }
     var isStopping: Bool { stopping.load(ordering: .acquiring) }
     var peerCount: Int { peers.table.withLock { $0.count } }
     func stop() { stopping.store(true, ordering: .releasing) }
 
-    // MARK: Sending
+    // MARK: State
 
-    private func records(ttl: UInt32?) -> (pointer: ResourceRecord, service: ResourceRecord, text: ResourceRecord, address: ResourceRecord) {
+    private struct State {
+        var names: Names
+        var links: [UInt32: Link] = [:]
+        var instances: [DNSName: Instance] = [:]
+        var addresses: [DNSName: Cached<UInt32>] = [:]
+        /// Peer ids announced by more than one instance, already reported.
+        var reportedDuplicates: Set<String> = []
+        var recentConflicts: [ContinuousClock.Instant] = []
+    }
+
+    /// This host's names: `name-id8.type.local` for the instance and `kizuna-id.local` for
+    /// the host, each with a number added after a conflict.
+    struct Names {
+        let base: String
+        let hostBase: String
+        let serviceType: DNSName
+        var instanceNumber = 1
+        var hostNumber = 1
+        /// Names are numbered up to this; a name still taken then is probed for again.
+        static let highestNumber = 99
+
+        init(host: HostIdentity, serviceType: DNSName) {
+            let id = host.id.rawValue
+            // The name is cut to fit a label with room for " (99)", on a character
+            // boundary, keeping the id's prefix that tells hosts of the same name apart.
+            let suffix = "-\(id.prefix(8))"
+            base = String(decoding: utf8Prefix(host.name, maxBytes: 63 - suffix.utf8.count - 5), as: UTF8.self) + suffix
+            // A label holds 63 bytes: 50 of the id, with room for "-99".
+            hostBase = "kizuna-\(id.prefix(50))"
+            self.serviceType = serviceType
+        }
+
+        var instance: DNSName { serviceType.prepending(instanceNumber == 1 ? base : "\(base) (\(instanceNumber))") }
+        var host: DNSName { DNSName([hostNumber == 1 ? hostBase : "\(hostBase)-\(hostNumber)", "local"]) }
+    }
+
+    /// An interface discovery runs on, and where this host is with its names there.
+    private struct Link {
+        var interface: NetworkInterface
+        var phase: Phase
+        /// When each of this host's records was last multicast here.
+        var lastMulticast: [RecordKey: ContinuousClock.Instant] = [:]
+        /// A shared answer waiting for its random delay.
+        var pending: (due: ContinuousClock.Instant, answers: [ResourceRecord], additionals: [ResourceRecord])?
+
+        enum Phase {
+            /// `sent` probes so far, the next at `next` (RFC 6762, 8.1).
+            case probing(sent: Int, next: ContinuousClock.Instant)
+            /// `left` announcements to go, the next at `next` (8.3).
+            case announcing(left: Int, next: ContinuousClock.Instant)
+            case announced
+        }
+
+        var hasProbed: Bool { if case .probing = phase { false } else { true } }
+    }
+
+    private struct RecordKey: Hashable {
+        var name: DNSName
+        var type: DNSType
+    }
+
+    /// A record heard, with when it came and the refresh queries asked for it since.
+    private struct Cached<Value> {
+        var value: Value
+        var received: ContinuousClock.Instant
+        var ttl: UInt32
+        var refreshes = 0
+        init(_ value: Value, ttl: UInt32, now: ContinuousClock.Instant) {
+            self.value = value
+            self.ttl = min(ttl, Responder.maxTTL)
+            received = now
+        }
+        var expires: ContinuousClock.Instant { received + .seconds(Int(ttl)) }
+        func remaining(at now: ContinuousClock.Instant) -> UInt32 {
+            let left = expires - now
+            return left <= .zero ? 0 : UInt32(left.components.seconds)
+        }
+        /// Whether a refresh query is due: at 80, 85, 90 and 95 % of the TTL (RFC 6762, 5.2).
+        mutating func refreshDue(at now: ContinuousClock.Instant) -> Bool {
+            guard refreshes < 4, ttl >= 4 else { return false }
+            let fraction = 80 + 5 * refreshes
+            guard now - received >= .milliseconds(Int(ttl) * 10 * fraction) else { return false }
+            refreshes += 1
+            return true
+        }
+    }
+
+    private struct Instance {
+        var pointer: Cached<Void>?
+        var service: Cached<(target: DNSName, port: UInt16)>?
+        var text: Cached<[String: String]>?
+        var firstSeen: ContinuousClock.Instant
+        /// Queries asked for records it lacks, and when the next may go (1, 2, 4, 8 s apart).
+        var missingQueries = 0
+        var nextMissingQuery: ContinuousClock.Instant
+    }
+
+    private enum Destination {
+        case group(NetworkInterface)
+        case unicast(UInt32, UInt16)
+    }
+
+    private typealias Outgoing = [(packet: [UInt8], to: Destination)]
+
+    private func send(_ outgoing: Outgoing) {
+        for (packet, destination) in outgoing {
+            switch destination {
+            case .group(let interface): socket.send(packet, on: interface)
+            case .unicast(let address, let port): socket.send(packet, to: address, port: port)
+            }
+        }
+    }
+
+    // MARK: This host's records
+
+    private struct Records {
+        var pointer, service, text, address: ResourceRecord
+        var unique: [ResourceRecord] { [service, text, address] }
+        var all: [ResourceRecord] { [pointer, service, text, address] }
+    }
+
+    private func records(_ names: Names, on interface: NetworkInterface, ttl: UInt32? = nil) -> Records {
         let host = context.host
         let text: [String: String] = ["id": host.id.rawValue, "name": host.name, "version": host.version, "services": host.services.joined(separator: ",")]
-        return (
-            ResourceRecord(name: options.serviceType, type: .ptr, cacheFlush: false, ttl: ttl ?? options.otherTTL, data: .ptr(instanceName)),
-            ResourceRecord(name: instanceName, type: .srv, cacheFlush: true, ttl: ttl ?? options.hostTTL, data: .srv(priority: 0, weight: 0, port: port, target: hostTarget)),
-            ResourceRecord(name: instanceName, type: .txt, cacheFlush: true, ttl: ttl ?? options.otherTTL, data: .txt(text)),
-            ResourceRecord(name: hostTarget, type: .a, cacheFlush: true, ttl: ttl ?? options.hostTTL, data: .a(interfaceAddress)))
+        return Records(
+            pointer: ResourceRecord(name: options.serviceType, type: .ptr, cacheFlush: false, ttl: ttl ?? options.otherTTL, data: .ptr(names.instance)),
+            service: ResourceRecord(name: names.instance, type: .srv, cacheFlush: true, ttl: ttl ?? options.hostTTL, data: .srv(priority: 0, weight: 0, port: port, target: names.host)),
+            text: ResourceRecord(name: names.instance, type: .txt, cacheFlush: true, ttl: ttl ?? options.otherTTL, data: .txt(text)),
+            address: ResourceRecord(name: names.host, type: .a, cacheFlush: true, ttl: ttl ?? options.hostTTL, data: .a(interface.address)))
     }
 
-    /// Tells the link about this host, unasked.
-    func announce() {
-        let all = records(ttl: nil)
-        socket.send(DNSMessage(isResponse: true, answers: [all.pointer, all.service, all.text, all.address]).encoded())
+    /// Whether `record` is one this host sends on any of its links (its own packets come
+    /// back to it, also through another interface on the same link).
+    private func isOwn(_ record: ResourceRecord, _ state: State) -> Bool {
+        state.links.values.contains { records(state.names, on: $0.interface).all.contains { same($0, record) } }
     }
 
-    /// Withdraws this host: its records with TTL 0.
+    private func same(_ a: ResourceRecord, _ b: ResourceRecord) -> Bool { a.name == b.name && a.type == b.type && a.data == b.data }
+
+    // MARK: Interfaces
+
+    /// Runs on exactly `interfaces` from now: joins the new ones (each probes, then
+    /// announces) and leaves those gone. Returns what changed, for the log.
+    func use(_ interfaces: [NetworkInterface]) -> (joined: [NetworkInterface], left: [NetworkInterface], failed: [String]) {
+        var joined: [NetworkInterface] = []
+        var failed: [String] = []
+        let now = ContinuousClock.now
+        let (left, goodbyes) = state.withLock { state -> ([NetworkInterface], Outgoing) in
+            var left: [NetworkInterface] = []
+            var goodbyes: Outgoing = []
+            for (index, link) in state.links where !interfaces.contains(link.interface) {
+                state.links[index] = nil
+                left.append(link.interface)
+                // An address that changed under a running interface: withdraw the old one there.
+                if let renumbered = interfaces.first(where: { $0.index == index }) {
+                    let old = records(state.names, on: link.interface, ttl: 0).address
+                    goodbyes.append((DNSMessage(isResponse: true, answers: [old]).encoded(), .group(renumbered)))
+                }
+            }
+            return (left, goodbyes)
+        }
+        for interface in left where !interfaces.contains(where: { $0.index == interface.index }) { socket.leave(interface) }
+        send(goodbyes)
+        for interface in interfaces where state.withLock({ $0.links[interface.index] == nil }) {
+            do {
+                try socket.join(interface)
+            } catch {
+                failed.append(error.description)
+                continue
+            }
+            // The first probe after a random 0-250 ms (RFC 6762, 8.1).
+            let start = now + .milliseconds(Int.random(in: 0...250))
+            state.withLock { $0.links[interface.index] = Link(interface: interface, phase: .probing(sent: 0, next: start)) }
+            joined.append(interface)
+        }
+        return (joined, left, failed)
+    }
+
+    // MARK: Timed work (the receive thread)
+
+    /// Milliseconds until the next probe, announcement or delayed answer is due.
+    func millisecondsUntilDue() -> Int32 {
+        let now = ContinuousClock.now
+        let next = state.withLock { state in
+            state.links.values.compactMap { link -> ContinuousClock.Instant? in
+                var due: [ContinuousClock.Instant] = []
+                switch link.phase {
+                case .probing(_, let next), .announcing(_, let next): due.append(next)
+                case .announced: break
+                }
+                if let pending = link.pending { due.append(pending.due) }
+                return due.min()
+            }.min()
+        }
+        guard let next else { return 1000 }
+        let wait = next - now
+        return wait <= .zero ? 0 : Int32(min(1000, wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000 + 1))
+    }
+
+    /// Sends what is due: probes (three, 250 ms apart), announcements (two, a second apart)
+    /// and delayed answers.
+    func sendDue() {
+        let now = ContinuousClock.now
+        let outgoing = state.withLock { state -> Outgoing in
+            var outgoing: Outgoing = []
+            for (index, var link) in state.links {
+                let own = records(state.names, on: link.interface)
+                switch link.phase {
+                case .probing(let sent, let next) where next <= now:
+                    if sent < 3 {
+                        // Questions for both names (the first asking for a unicast answer) and
+                        // the records this host would have them hold, for tie-breaking.
+                        let probe = DNSMessage(
+                            isResponse: false,
+                            questions: [
+                                Question(name: state.names.instance, type: .any, unicastResponse: sent == 0),
+                                Question(name: state.names.host, type: .any, unicastResponse: sent == 0),
+                            ],
+                            authorities: own.unique)
+                        outgoing.append((probe.encoded(), .group(link.interface)))
+                        link.phase = .probing(sent: sent + 1, next: now + .milliseconds(250))
+                    } else {
+                        link.phase = .announcing(left: 2, next: now)
+                    }
+                default: break
+                }
+                if case .announcing(let left, let next) = link.phase, next <= now {
+                    outgoing.append((DNSMessage(isResponse: true, answers: own.all).encoded(), .group(link.interface)))
+                    for record in own.all { link.lastMulticast[RecordKey(name: record.name, type: record.type)] = now }
+                    link.phase = left > 1 ? .announcing(left: left - 1, next: now + .seconds(1)) : .announced
+                }
+                if let pending = link.pending, pending.due <= now {
+                    link.pending = nil
+                    if let packet = multicastAnswer(pending.answers, pending.additionals, on: &link, now: now, minimumGap: .seconds(1)) {
+                        outgoing.append((packet, .group(link.interface)))
+                    }
+                }
+                state.links[index] = link
+            }
+            return outgoing
+        }
+        send(outgoing)
+    }
+
+    /// The response carrying `answers` (less those multicast here within `minimumGap`, RFC
+    /// 6762, 6.) and `additionals`, noting them as multicast now; nil if nothing is left.
+    private func multicastAnswer(
+        _ answers: [ResourceRecord], _ additionals: [ResourceRecord], on link: inout Link, now: ContinuousClock.Instant, minimumGap: Duration
+    ) -> [UInt8]? {
+        let fresh = answers.filter { record in link.lastMulticast[RecordKey(name: record.name, type: record.type)].map { now - $0 >= minimumGap } ?? true }
+        guard !fresh.isEmpty else { return nil }
+        for record in fresh { link.lastMulticast[RecordKey(name: record.name, type: record.type)] = now }
+        return DNSMessage(isResponse: true, answers: fresh, additionals: uniqueAdditionals(additionals, besides: fresh)).encoded()
+    }
+
+    private func uniqueAdditionals(_ additionals: [ResourceRecord], besides answers: [ResourceRecord]) -> [ResourceRecord] {
+        var unique: [ResourceRecord] = []
+        for record in additionals where !answers.contains(record) && !unique.contains(record) { unique.append(record) }
+        return unique
+    }
+
+    // MARK: Sending (the run loop)
+
+    /// Announces again on every link that has probed (the services this host offers changed).
+    func announceAgain() {
+        let now = ContinuousClock.now
+        state.withLock { state in
+            for (index, link) in state.links where link.hasProbed { state.links[index]?.phase = .announcing(left: 2, next: now) }
+        }
+    }
+
+    /// Withdraws this host: its records with TTL 0 on every link that announced them.
     func sendGoodbye() {
-        let all = records(ttl: 0)
-        socket.send(DNSMessage(isResponse: true, answers: [all.pointer, all.service, all.text, all.address]).encoded())
+        let outgoing = state.withLock { state -> Outgoing in
+            state.links.values.filter(\.hasProbed).map { link in
+                (DNSMessage(isResponse: true, answers: records(state.names, on: link.interface, ttl: 0).all).encoded(), .group(link.interface))
+            }
+        }
+        send(outgoing)
     }
 
-    /// Asks for every instance of the service type.
+    /// Asks every link for every instance of the service type, listing the instances known
+    /// with more than half their TTL left so that they do not answer again (RFC 6762, 7.1).
     func query() {
-        socket.send(DNSMessage(isResponse: false, questions: [Question(name: options.serviceType, type: .ptr)]).encoded())
+        let now = ContinuousClock.now
+        let outgoing = state.withLock { state -> Outgoing in
+            var message = DNSMessage(isResponse: false, questions: [Question(name: options.serviceType, type: .ptr)])
+            var size = message.encoded().count
+            for (name, instance) in state.instances.sorted(by: { $0.key.description < $1.key.description }) {
+                guard let pointer = instance.pointer, pointer.remaining(at: now) > pointer.ttl / 2 else { continue }
+                let known = ResourceRecord(name: options.serviceType, type: .ptr, cacheFlush: false, ttl: pointer.remaining(at: now), data: .ptr(name))
+                var encoded: [UInt8] = []
+                encoded.appendRecord(known)
+                guard size + encoded.count <= Self.maxQueryBytes else { break }
+                size += encoded.count
+                message.answers.append(known)
+            }
+            return state.links.values.map { (message.encoded(), .group($0.interface)) }
+        }
+        send(outgoing)
     }
 
     // MARK: Receiving
 
-    func handle(_ packet: [UInt8], from source: UInt32) {
+    func handle(_ datagram: MulticastSocket.Datagram) {
         let message: DNSMessage
         do {
-            message = try DNSMessage(parsing: packet)
+            message = try DNSMessage(parsing: datagram.bytes)
         } catch {
             malformed.add(1, ordering: .relaxed)
-            context.logger.debug("dropped a malformed mDNS packet", metadata: ["from": "\(dottedQuad(source))", "reason": "\(error)"])
+            context.logger.debug("dropped a malformed mDNS packet", metadata: ["from": "\(dottedQuad(datagram.source))", "reason": "\(error)"])
+            return
+        }
+        // Only from the link the packet came in on (a unicast from further away is not
+        // for mDNS), and responses only from the mDNS port (RFC 6762, 6. and 11.).
+        guard let link = state.withLock({ $0.links[datagram.interfaceIndex] }), link.interface.isOnLink(datagram.source),
+            !message.isResponse || datagram.sourcePort == options.port
+        else {
+            refusedSources.add(1, ordering: .relaxed)
+            context.logger.debug(
+                "dropped an mDNS packet from off the link or port", metadata: ["from": "\(dottedQuad(datagram.source)):\(datagram.sourcePort)"])
             return
         }
         if message.isResponse {
-            learn(message.answers + message.additionals)
+            learn(message.answers + message.additionals, on: link.interface)
         } else if !message.questions.isEmpty {
-            answer(message.questions)
+            answer(message, from: datagram, on: link.interface)
         }
     }
 
-    private func answer(_ questions: [Question]) {
-        let all = records(ttl: nil)
-        var answers: [ResourceRecord] = []
-        var additionals: [ResourceRecord] = []
-        for question in questions {
-            let any = question.type == .any
-            if question.name == options.serviceType, question.type == .ptr || any {
-                answers.append(all.pointer)
-                additionals += [all.service, all.text, all.address]
-            } else if question.name == instanceName {
-                if question.type == .srv || any { answers.append(all.service) }
-                if question.type == .txt || any { answers.append(all.text) }
-                additionals.append(all.address)
-            } else if question.name == hostTarget, question.type == .a || any {
-                answers.append(all.address)
-            } else if question.name == DNSName("_services._dns-sd._udp.local"), question.type == .ptr || any {
-                answers.append(ResourceRecord(name: question.name, type: .ptr, cacheFlush: false, ttl: options.otherTTL, data: .ptr(options.serviceType)))
+    private func answer(_ query: DNSMessage, from datagram: MulticastSocket.Datagram, on interface: NetworkInterface) {
+        let now = ContinuousClock.now
+        let isLegacy = datagram.sourcePort != options.port
+        let outgoing = state.withLock { state -> Outgoing in
+            guard var link = state.links[interface.index] else { return [] }
+            let own = records(state.names, on: interface)
+            // Probes from another host for this host's names while it is probing itself:
+            // the lexicographically later set of records wins (RFC 6762, 8.2).
+            if case .probing = link.phase, !query.authorities.isEmpty {
+                let theirs = query.authorities.filter { ($0.name == state.names.instance || $0.name == state.names.host) && !isOwn($0, state) }
+                if lostTieBreak(own.unique, against: theirs) {
+                    link.phase = .probing(sent: 0, next: now + .seconds(1))
+                    state.links[interface.index] = link
+                }
+                return []
             }
+            guard link.hasProbed else { return [] }
+            var multicast: [ResourceRecord] = []
+            var unicast: [ResourceRecord] = []
+            var additionals: [ResourceRecord] = []
+            for question in query.questions {
+                let any = question.type == .any
+                var matched: [ResourceRecord] = []
+                if question.name == options.serviceType, question.type == .ptr || any {
+                    matched.append(own.pointer)
+                    additionals += own.unique
+                } else if question.name == state.names.instance {
+                    if question.type == .srv || any { matched.append(own.service) }
+                    if question.type == .txt || any { matched.append(own.text) }
+                    additionals.append(own.address)
+                } else if question.name == state.names.host, question.type == .a || any {
+                    matched.append(own.address)
+                } else if question.name == DNSName("_services._dns-sd._udp.local"), question.type == .ptr || any {
+                    matched.append(ResourceRecord(name: question.name, type: .ptr, cacheFlush: false, ttl: options.otherTTL, data: .ptr(options.serviceType)))
+                }
+                // Known-answer suppression: what the asker holds with at least half its TTL.
+                matched.removeAll { record in query.answers.contains { same($0, record) && $0.ttl >= record.ttl / 2 } }
+                if question.unicastResponse || isLegacy {
+                    unicast += matched
+                    // Multicast as well what this link has not had for a quarter of its TTL (5.4).
+                    if !isLegacy {
+                        multicast += matched.filter { record in
+                            link.lastMulticast[RecordKey(name: record.name, type: record.type)].map { now - $0 >= .seconds(Int(record.ttl / 4)) } ?? true
+                        }
+                    }
+                } else {
+                    multicast += matched
+                }
+            }
+            var outgoing: Outgoing = []
+            if !unicast.isEmpty {
+                var reply = DNSMessage(id: isLegacy ? query.id : 0, isResponse: true, answers: unicast, additionals: uniqueAdditionals(additionals, besides: unicast))
+                if isLegacy {
+                    // To a resolver that is not mDNS (6.7): its id and questions echoed,
+                    // short TTLs and no cache-flush bits.
+                    reply.questions = query.questions
+                    func legacy(_ record: ResourceRecord) -> ResourceRecord {
+                        var record = record
+                        record.ttl = min(record.ttl, 10)
+                        record.cacheFlush = false
+                        return record
+                    }
+                    reply.answers = reply.answers.map(legacy)
+                    reply.additionals = reply.additionals.map(legacy)
+                }
+                outgoing.append((reply.encoded(), .unicast(datagram.source, datagram.sourcePort)))
+            }
+            if !multicast.isEmpty {
+                if multicast.contains(where: { !$0.cacheFlush }) {
+                    // A shared record: after 20-120 ms, with whatever else is asked meanwhile (6.).
+                    var pending = link.pending ?? (now + .milliseconds(Int.random(in: 20...120)), [], [])
+                    pending.answers += multicast.filter { record in !pending.answers.contains(record) }
+                    pending.additionals += additionals
+                    link.pending = pending
+                } else if let packet = multicastAnswer(
+                    multicast, additionals, on: &link, now: now, minimumGap: query.authorities.isEmpty ? .seconds(1) : .milliseconds(250))
+                {
+                    // Only this host's unique records: at once (a probe's at most every 250 ms).
+                    outgoing.append((packet, .group(interface)))
+                }
+            }
+            state.links[interface.index] = link
+            return outgoing
         }
-        guard !answers.isEmpty else { return }
-        additionals.removeAll { answers.contains($0) }
-        var unique: [ResourceRecord] = []
-        for record in additionals where !unique.contains(record) { unique.append(record) }
-        socket.send(DNSMessage(isResponse: true, answers: answers, additionals: unique).encoded())
+        send(outgoing)
+    }
+
+    /// Whether `ours` loses against `theirs` (RFC 6762, 8.2): the sets sorted, compared
+    /// record by record on class, type and data; equal sets (our own probe heard back) do not.
+    private func lostTieBreak(_ ours: [ResourceRecord], against theirs: [ResourceRecord]) -> Bool {
+        guard !theirs.isEmpty else { return false }
+        func key(_ record: ResourceRecord) -> [UInt8] { [UInt8(record.type.rawValue >> 8), UInt8(record.type.rawValue & 0xFF)] + record.data.encoded() }
+        let a = ours.map(key).sorted { $0.lexicographicallyPrecedes($1) }
+        let b = theirs.map(key).sorted { $0.lexicographicallyPrecedes($1) }
+        for (x, y) in zip(a, b) where x != y { return x.lexicographicallyPrecedes(y) }
+        return a.count < b.count
     }
 
     /// Instances are the names one label under the service type.
@@ -145,80 +488,147 @@ final class Responder: Sendable {
         name.labels.count == options.serviceType.labels.count + 1 && DNSName(Array(name.labels.dropFirst())) == options.serviceType
     }
 
-    private func learn(_ records: [ResourceRecord]) {
-        cache.withLock { cache in
-            for record in records {
+    private func learn(_ heard: [ResourceRecord], on interface: NetworkInterface) {
+        let now = ContinuousClock.now
+        let conflicts = state.withLock { state -> [String] in
+            var conflicts: [String] = []
+            for record in heard {
+                // Another host's record under one of this host's names, with other data:
+                // this host gives the name up and probes for the next (RFC 6762, 9.).
+                if record.name == state.names.instance || record.name == state.names.host {
+                    if record.ttl != 0, record.type == .srv || record.type == .txt || record.type == .a, !isOwn(record, state) {
+                        conflicts.append("\(record.name) (\(record.type))")
+                        if record.name == state.names.instance {
+                            state.names.instanceNumber = min(state.names.instanceNumber + 1, Names.highestNumber)
+                        } else {
+                            state.names.hostNumber = min(state.names.hostNumber + 1, Names.highestNumber)
+                        }
+                        // More than 15 conflicts in 10 s: wait 5 s before probing again (8.1),
+                        // so a host that claims every name cannot keep this one busy.
+                        state.recentConflicts = state.recentConflicts.filter { now - $0 < .seconds(10) } + [now]
+                        let delay: Duration = state.recentConflicts.count > 15 ? .seconds(5) : .milliseconds(Int.random(in: 0...250))
+                        for index in state.links.keys { state.links[index]?.phase = .probing(sent: 0, next: now + delay) }
+                    }
+                    continue
+                }
                 // The name the record would add to the cache: a pointer adds its instance.
                 var name = record.name
                 if case .ptr(let instance) = record.data { name = instance }
-                if record.ttl != 0, cache.instances[name] == nil, cache.addresses[name] == nil,
-                    cache.instances.count + cache.addresses.count >= Self.maxCachedNames
+                if record.ttl != 0, state.instances[name] == nil, state.addresses[name] == nil,
+                    state.instances.count + state.addresses.count >= Self.maxCachedNames
                 {
                     continue
                 }
+                func instance(_ name: DNSName, _ change: (inout Instance) -> Void) {
+                    var instance = state.instances[name] ?? Instance(firstSeen: now, nextMissingQuery: now)
+                    change(&instance)
+                    state.instances[name] = instance
+                }
                 switch record.data {
-                case .ptr(let instance) where record.name == options.serviceType && isInstance(instance) && instance != instanceName:
-                    cache.instances[instance, default: Instance()].pointer = record.ttl == 0 ? nil : Expiring((), ttl: record.ttl)
-                case .srv(_, _, let port, let target) where isInstance(record.name) && record.name != instanceName:
-                    cache.instances[record.name, default: Instance()].service = record.ttl == 0 ? nil : Expiring((target, port), ttl: record.ttl)
-                case .txt(let entries) where isInstance(record.name) && record.name != instanceName:
-                    cache.instances[record.name, default: Instance()].text = record.ttl == 0 ? nil : Expiring(entries, ttl: record.ttl)
+                case .ptr(let target) where record.name == options.serviceType && isInstance(target) && target != state.names.instance:
+                    instance(target) { $0.pointer = record.ttl == 0 ? nil : Cached((), ttl: record.ttl, now: now) }
+                case .srv(_, _, let port, let target) where isInstance(record.name):
+                    instance(record.name) { $0.service = record.ttl == 0 ? nil : Cached((target, port), ttl: record.ttl, now: now) }
+                case .txt(let entries) where isInstance(record.name):
+                    instance(record.name) { $0.text = record.ttl == 0 ? nil : Cached(entries, ttl: record.ttl, now: now) }
                 case .a(let address):
-                    cache.addresses[record.name] = record.ttl == 0 ? nil : Expiring(address, ttl: record.ttl)
+                    state.addresses[record.name] = record.ttl == 0 ? nil : Cached(address, ttl: record.ttl, now: now)
                 default:
                     break
                 }
             }
+            return conflicts
+        }
+        for conflict in conflicts {
+            context.logger.warning(
+                "another host on the link holds \(conflict); taking a new name", metadata: ["interface": "\(interface)", "instance": "\(instanceName)"])
         }
         reconcile()
     }
 
-    /// Drops what has expired, then publishes the changes.
+    /// Once a second: drops what has expired (an instance with its SRV record), asks
+    /// for records due a refresh and for those that instances lack, then publishes the changes.
     func expire() {
         let now = ContinuousClock.now
-        cache.withLock { cache in
-            cache.addresses = cache.addresses.filter { $0.value.expires > now }
-            for (name, var instance) in cache.instances {
+        let outgoing = state.withLock { state -> Outgoing in
+            var questions: [Question] = []
+            state.addresses = state.addresses.filter { $0.value.expires > now }
+            for (name, var instance) in state.instances {
                 if let pointer = instance.pointer, pointer.expires <= now { instance.pointer = nil }
-                if let service = instance.service, service.expires <= now { instance.service = nil }
                 if let text = instance.text, text.expires <= now { instance.text = nil }
-                cache.instances[name] = instance.pointer == nil && instance.service == nil ? nil : instance
+                // Its SRV record gone unrefreshed: the instance has gone (or never answered).
+                if let service = instance.service, service.expires <= now {
+                    state.instances[name] = nil
+                    continue
+                }
+                guard instance.pointer != nil || instance.service != nil else {
+                    state.instances[name] = nil
+                    continue
+                }
+                if instance.pointer?.refreshDue(at: now) == true { questions.append(Question(name: options.serviceType, type: .ptr)) }
+                if instance.service?.refreshDue(at: now) == true { questions.append(Question(name: name, type: .srv)) }
+                if instance.text?.refreshDue(at: now) == true { questions.append(Question(name: name, type: .txt)) }
+                if let target = instance.service?.value.target, state.addresses[target]?.refreshDue(at: now) == true {
+                    questions.append(Question(name: target, type: .a))
+                }
+                // What it lacks, asked at 1, 2, 4 and 8 s; then it is given up.
+                let lacks = instance.service == nil || state.addresses[instance.service!.value.target] == nil
+                if !lacks {
+                    instance.missingQueries = 0
+                } else if instance.nextMissingQuery <= now {
+                    guard instance.missingQueries < 4 else {
+                        state.instances[name] = nil
+                        continue
+                    }
+                    if let service = instance.service {
+                        questions.append(Question(name: service.value.target, type: .a))
+                    } else {
+                        questions += [Question(name: name, type: .srv), Question(name: name, type: .txt)]
+                    }
+                    instance.nextMissingQuery = now + .seconds(1 << instance.missingQueries)
+                    instance.missingQueries += 1
+                }
+                state.instances[name] = instance
             }
+            var unique: [Question] = []
+            for question in questions where !unique.contains(question) { unique.append(question) }
+            guard !unique.isEmpty else { return [] }
+            let packet = DNSMessage(isResponse: false, questions: unique).encoded()
+            return state.links.values.map { (packet, .group($0.interface)) }
         }
+        send(outgoing)
         reconcile()
     }
 
-    /// Publishes peers found, changed and lost since last time, and asks for the records
-    /// that instances still lack.
+    /// Publishes peers found, changed and lost since last time. A peer is its id: when
+    /// two instances announce the same id, the one heard first stays and the other is
+    /// reported (not taken, so a peer's address cannot be made to flap).
     private func reconcile() {
-        let now = ContinuousClock.now
-        var missing: [Question] = []
-        let visible: [PeerID: Peer] = cache.withLock { cache in
-            var visible: [PeerID: Peer] = [:]
-            for (name, instance) in cache.instances where instance.pointer != nil {
-                guard let service = instance.service, let address = cache.addresses[service.value.target] else {
-                    if instance.lastQuery.map({ now - $0 > .seconds(1) }) ?? true {
-                        cache.instances[name]?.lastQuery = now
-                        if let service = instance.service {
-                            missing.append(Question(name: service.value.target, type: .a))
-                        } else {
-                            missing += [Question(name: name, type: .srv), Question(name: name, type: .txt)]
-                        }
-                    }
-                    continue
-                }
+        let (visible, duplicates) = state.withLock { state -> ([PeerID: Peer], [(String, DNSName)]) in
+            var visible: [PeerID: (Peer, ContinuousClock.Instant)] = [:]
+            var duplicates: [(String, DNSName)] = []
+            for (name, instance) in state.instances.sorted(by: { $0.value.firstSeen < $1.value.firstSeen }) where instance.pointer != nil {
+                guard let service = instance.service, let address = state.addresses[service.value.target] else { continue }
                 let text = instance.text?.value ?? [:]
                 // What a peer announces is shown to people: control characters escaped.
                 let id = PeerID(escapedForDisplay(text["id"] ?? name.labels[0]))
                 guard id != context.host.id else { continue }
-                visible[id] = Peer(
+                guard visible[id] == nil else {
+                    if state.reportedDuplicates.insert("\(id.rawValue) \(name)").inserted { duplicates.append((id.rawValue, name)) }
+                    continue
+                }
+                let peer = Peer(
                     id: id, name: escapedForDisplay(text["name"] ?? name.labels[0]),
                     addresses: [PeerAddress(host: dottedQuad(address.value), port: Int(service.value.port))],
                     services: (text["services"] ?? "").split(separator: ",").map(String.init))
+                visible[id] = (peer, instance.firstSeen)
             }
-            return visible
+            return (visible.mapValues(\.0), duplicates)
         }
-        if !missing.isEmpty { socket.send(DNSMessage(isResponse: false, questions: missing).encoded()) }
+        for (id, name) in duplicates {
+            context.logger.warning(
+                "two instances announce the peer id \(escapedForDisplay(id)); keeping the one heard first", metadata: ["ignored": "\(escapedForDisplay(name.description))"])
+        }
         let (found, lost) = peers.table.withLock { known -> ([Peer], [PeerID]) in
             let found = visible.values.filter { known[$0.id] != $0 }
             let lost = known.keys.filter { visible[$0] == nil }
@@ -237,14 +647,6 @@ final class Responder: Sendable {
         }
         for id in lost { context.events.publish(.peerLost(id)) }
     }
-}
-
-/// The IPv4 address in `text` in host byte order (0 if it does not parse; `Options` and
-/// the socket have checked it by then).
-private func ipv4Value(_ text: String) -> UInt32 {
-    let parts = text.split(separator: ".").compactMap { UInt32($0) }
-    guard parts.count == 4 else { return 0 }
-    return parts[0] << 24 | parts[1] << 16 | parts[2] << 8 | parts[3]
 }
 
 /// The peers found, as last published.

@@ -8,6 +8,8 @@ public struct SettingsSchema: Sendable {
     /// The type a setting must have.
     public enum Kind: Sendable {
         case string, integer, float, bool
+        /// A string, or a list of strings.
+        case strings
 
         var name: String {
             switch self {
@@ -15,12 +17,14 @@ public struct SettingsSchema: Sendable {
             case .integer: "an integer"
             case .float: "a number"
             case .bool: "a boolean (true or false)"
+            case .strings: "a string or a list of strings"
             }
         }
 
         func accepts(_ value: SettingValue) -> Bool {
             switch (self, value) {
-            case (.string, .string), (.integer, .integer), (.float, .float), (.float, .integer), (.bool, .bool): true
+            case (.string, .string), (.integer, .integer), (.float, .float), (.float, .integer), (.bool, .bool), (.strings, .string): true
+            case (.strings, .array(let items)): items.allSatisfy { if case .string = $0 { true } else { false } }
             default: false
             }
         }

@@ -31,7 +31,7 @@ final class TCPTransport: TransportPlugin {
     }
 
     struct Options: Sendable {
-        var listenHost = "127.0.0.1"
+        var listenHost = "0.0.0.0"
         var port = 0
         var threads = 1
         var maxMessageBytes = (1 << 20) + 4096

@@ -121,7 +121,7 @@ final class DemoHost: @unchecked Sendable {
         id = try DeviceIdentity.loadOrCreate(in: state).peerID.rawValue
         process.executableURL = URL(fileURLWithPath: CommandLine.executablePath)
         process.arguments = [
-            "run", "--plugins-dir", manifests, "--socket", socket, "--receive-dir", receiveDirectory, "--name", name, "--state-dir", state,
+            "run", "--plugins-dir", manifests, "--interface", "lo", "--socket", socket, "--receive-dir", receiveDirectory, "--name", name, "--state-dir", state,
         ]
         lines.attach(process, prefix: "[\(name)] ")
         try process.run()

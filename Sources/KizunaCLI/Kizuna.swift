@@ -182,6 +182,11 @@ struct Run: AsyncParsableCommand {
         help: "What the host keeps between starts: its identity (key and certificate), the peers it trusts, private copies of plugin libraries and what probing them found (default: $XDG_STATE_HOME/kizuna, else ~/.local/state/kizuna). Each host on a machine needs its own.")
     var stateDir: String?
 
+    @Option(
+        name: .long,
+        help: "Keep the host to one interface, by name or IPv4 address (such as lo to stay on this machine): discovery runs only there and the transport listens only on its address (they set discovery's 'interface' and the transport's 'listen-host'). Default: every interface that is up, as the built-in manifests say.")
+    var interface: String?
+
     @Flag(name: .long, help: "Probe every plugin library again, even those an earlier probe of the same file passed or refused.")
     var probeAgain = false
 
@@ -206,6 +211,12 @@ struct Run: AsyncParsableCommand {
             // Streams are not held for a decision: `ask` takes them from paired peers only.
             streaming["accept"] = .string(accept == .ask ? "trusted" : accept.rawValue)
         }
+        var discovery: [String: SettingValue] = [:]
+        var transport: [String: SettingValue] = [:]
+        if let interface {
+            discovery["interface"] = .string(interface)
+            transport["listen-host"] = .string(try NetworkAddresses.ipv4(of: interface))
+        }
         var isDirectory: ObjCBool = false
         if let pluginsDir {
             guard FileManager.default.fileExists(atPath: pluginsDir, isDirectory: &isDirectory), isDirectory.boolValue else {
@@ -229,7 +240,7 @@ struct Run: AsyncParsableCommand {
         defer { withExtendedLifetime(lock) {} }
         let configuration = HostConfiguration(
             runtime: runtime, pluginsDirectory: pluginsDir, controlSocketPath: socket, stateDirectory: state, probeAgain: probeAgain,
-            identity: identity, trust: trust, hostName: name, settingsByKind: [.fileTransfer: transfer, .streaming: streaming])
+            identity: identity, trust: trust, hostName: name, settingsByKind: [.fileTransfer: transfer, .streaming: streaming, .discovery: discovery, .transport: transport])
         if accept == .auto {
             printError("kizuna: warning: --accept auto takes files and streams from any program on the network, paired or not; use it only on a network you control")
         }

@@ -20,16 +20,28 @@ final class BuiltinHost: @unchecked Sendable {
     /// What it printed up to "host running".
     let startup: [String]
 
-    /// The built-in manifests, copied into `work/plugins` with `serviceType` for discovery.
-    static func pluginsDirectory(in work: String, serviceType: String) throws -> String {
+    /// The built-in manifests, copied into `work/plugins` with `serviceType` for discovery
+    /// and, unless `onLoopback` is false (a test in a network namespace of its own), the
+    /// transport on 127.0.0.1, which keeps discovery on loopback too: tests send nothing
+    /// on the machine's real interfaces.
+    static func pluginsDirectory(in work: String, serviceType: String, onLoopback: Bool = true) throws -> String {
         let directory = "\(work)/plugins"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         for file in try FileManager.default.contentsOfDirectory(atPath: "\(repository)/manifests") where file.hasSuffix(".toml") {
-            let text = try String(contentsOfFile: "\(repository)/manifests/\(file)", encoding: .utf8)
+            var text = try String(contentsOfFile: "\(repository)/manifests/\(file)", encoding: .utf8)
                 .replacingOccurrences(of: "service-type = \"_kizuna._tcp\"", with: "service-type = \"\(serviceType)\"")
+            if onLoopback { text = try onlyOnLoopback(text, file: file) }
             try text.write(toFile: "\(directory)/\(file)", atomically: true, encoding: .utf8)
         }
         return directory
+    }
+
+    /// `manifest` (the built-in `file`) with the transport listening on 127.0.0.1.
+    static func onlyOnLoopback(_ manifest: String, file: String) throws -> String {
+        guard file == "tcp-transport.toml" else { return manifest }
+        let loopback = manifest.replacingOccurrences(of: "listen-host = \"0.0.0.0\"", with: "listen-host = \"127.0.0.1\"")
+        guard loopback != manifest else { throw HostFailure("the built-in tcp-transport.toml has no listen-host = \"0.0.0.0\" line to keep tests on loopback") }
+        return loopback
     }
 
     /// Two hosts, aiko and bo, with the plugins in `plugins`, once each has found the other.
@@ -48,7 +60,7 @@ final class BuiltinHost: @unchecked Sendable {
     /// started again with the same name and work keeps its identity). It accepts
     /// everything from anyone (`--accept auto`) unless `arguments` say otherwise, and logs
     /// at info level (`-v`), which some tests read.
-    init(name: String, work: String, plugins: String, arguments: [String] = []) throws {
+    init(name: String, work: String, plugins: String, arguments: [String] = [], namespace: String? = nil) throws {
         self.name = name
         stateDirectory = "\(work)/\(name)-state"
         id = try Self.identity(of: stateDirectory).rawValue
@@ -59,7 +71,7 @@ final class BuiltinHost: @unchecked Sendable {
             [
                 "run", "--plugins-dir", plugins, "--socket", socket, "--receive-dir", receiveDirectory, "--accept", "auto",
                 "--name", name, "--state-dir", stateDirectory, "-v",
-            ] + arguments, limit: 100)
+            ] + arguments, limit: 100, namespace: namespace)
         let lines = process.waitForLine(containing: "host running")
         guard lines.last?.contains("host running") == true else {
             throw HostFailure("host \(name) did not start:\n\(lines.joined(separator: "\n"))")

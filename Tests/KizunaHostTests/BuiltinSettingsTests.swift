@@ -13,7 +13,9 @@ extension ProcessSuites {
             #expect(text.contains(old), "\(name).toml no longer contains \(old)")
             let path = "\(directory)/\(file).toml"
             // Received files, if any, stay in the test's folder.
-            let local = text.replacingOccurrences(of: "receive-dir = \"~/.kizuna/received\"", with: "receive-dir = \"\(directory)/received\"")
+            // The transport (and so discovery) stays on loopback.
+            let local = try BuiltinHost.onlyOnLoopback(text, file: "\(name).toml")
+                .replacingOccurrences(of: "receive-dir = \"~/.kizuna/received\"", with: "receive-dir = \"\(directory)/received\"")
             try local.replacingOccurrences(of: old, with: new).write(toFile: path, atomically: true, encoding: .utf8)
             return path
         }
@@ -22,7 +24,10 @@ extension ProcessSuites {
             ("tcp-transport", "port = 0", "port = 70000", "setting 'port' is 70000; give 0 to 65535"),
             ("tcp-transport", "threads = 1", "threads = 0", "setting 'threads' is 0; give 1 to 64"),
             ("mdns-discovery", "port = 5353", "port = 0", "setting 'port' is 0; give a UDP port from 1 to 65535"),
-            ("mdns-discovery", "interface = \"127.0.0.1\"", "interface = \"loopback\"", "'loopback' is not an IPv4 address; set 'interface'"),
+            ("mdns-discovery", "interface = \"auto\"", "interface = \"eth0/1\"", "setting 'interface' has 'eth0/1', which is neither an interface name (such as eth0 or lo) nor an IPv4 address"),
+            ("mdns-discovery", "interface = \"auto\"", "interface = [\"auto\", \"lo\"]", "setting 'interface' lists 'auto' with other entries"),
+            ("mdns-discovery", "interface = \"auto\"", "interface = [\"lo\", 5]", "setting 'interface' is an array ([\"lo\", 5]); give a string or a list of strings"),
+            ("mdns-discovery", "host-ttl-seconds = 120", "host-ttl-seconds = 1", "setting 'host-ttl-seconds' is 1; give 5 to 4500"),
             ("mdns-discovery", "service-type = \"_kizuna._tcp\"", "service-type = \"kizuna\"", "setting 'service-type' is 'kizuna'; give a DNS-SD service type such as _kizuna._tcp"),
             ("file-transfer", "accept = \"trusted\"", "accept = \"maybe\"", "setting 'accept' is 'maybe'; use trusted (accept from paired peers"),
             ("streaming", "accept = \"trusted\"", "accept = \"ask\"", "setting 'accept' is 'ask'; use trusted (streams from paired peers only)"),

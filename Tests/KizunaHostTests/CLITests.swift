@@ -48,9 +48,16 @@ final class BackgroundCLI: @unchecked Sendable {
 
     /// Starts `kizuna ARGUMENTS`. A watchdog terminates it after `limit`, so a line that
     /// never comes ends the wait (and fails the test) instead of hanging the suite.
-    init(_ arguments: [String], limit: Double = 60) throws {
-        process.executableURL = URL(fileURLWithPath: CLI.path)
-        process.arguments = arguments
+    /// In `namespace` (a network namespace, through `ip netns exec`, which becomes the
+    /// `kizuna` process itself) if one is given.
+    init(_ arguments: [String], limit: Double = 60, namespace: String? = nil) throws {
+        if let namespace {
+            process.executableURL = URL(fileURLWithPath: NetworkNamespaces.ipTool)
+            process.arguments = ["netns", "exec", namespace, CLI.path] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: CLI.path)
+            process.arguments = arguments
+        }
         process.standardOutput = output
         process.standardError = output
         try process.run()

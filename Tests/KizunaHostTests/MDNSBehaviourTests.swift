@@ -1,0 +1,179 @@
+import Foundation
+import Glibc
+import KizunaSDK
+import Testing
+
+/// What RFC 6762 asks of a responder, checked against a running host on loopback with raw
+/// packets: legacy queries answered to their sender, known answers suppressed, responses
+/// from other ports and off-link senders ignored.
+extension ProcessSuites {
+    @Suite(.serialized, .timeLimit(.minutes(2))) struct MDNSBehaviourTests {
+        /// A query for `type` (labels such as ["_kzab12cd34", "_tcp"]) with id `id`,
+        /// listing `known` pointer targets (instance labels) as known answers with `ttl`.
+        static func query(id: UInt16, type: [String], known: [String] = [], ttl: UInt32 = 4500) -> [UInt8] {
+            let service = name(type + ["local"])
+            var packet: [UInt8] = [UInt8(id >> 8), UInt8(id & 0xFF), 0, 0, 0, 1, 0, UInt8(known.count), 0, 0, 0, 0]
+            packet += service + [0, 12, 0, 1]
+            for label in known {
+                let target = name([label] + type + ["local"])
+                packet += service + [0, 12, 0, 1] + [UInt8(ttl >> 24), UInt8((ttl >> 16) & 0xFF), UInt8((ttl >> 8) & 0xFF), UInt8(ttl & 0xFF)]
+                packet += [UInt8(target.count >> 8), UInt8(target.count & 0xFF)] + target
+            }
+            return packet
+        }
+
+        static func name(_ labels: [String]) -> [UInt8] { labels.flatMap { [UInt8($0.utf8.count)] + Array($0.utf8) } + [0] }
+
+        /// The TTLs of the answers in `packet` (names written whole, as Kizuna writes them).
+        static func answerTTLs(_ packet: [UInt8]) -> [UInt32]? {
+            guard packet.count >= 12 else { return nil }
+            var offset = 12
+            func skipName() -> Bool {
+                while offset < packet.count {
+                    let length = Int(packet[offset])
+                    if length == 0 { offset += 1; return true }
+                    if length & 0xC0 == 0xC0 { offset += 2; return true }
+                    offset += 1 + length
+                }
+                return false
+            }
+            for _ in 0..<Int(packet[5]) {
+                guard skipName() else { return nil }
+                offset += 4
+            }
+            var ttls: [UInt32] = []
+            for _ in 0..<Int(packet[7]) {
+                guard skipName(), offset + 10 <= packet.count else { return nil }
+                ttls.append(packet[(offset + 4)..<(offset + 8)].reduce(0) { $0 << 8 | UInt32($1) })
+                offset += 10 + (Int(packet[offset + 8]) << 8 | Int(packet[offset + 9]))
+            }
+            return ttls
+        }
+
+        func host() throws -> (host: BuiltinHost, type: [String], instance: String, work: String) {
+            let work = Fixtures.temporaryDirectory()
+            let type = BuiltinHost.serviceType()
+            let host = try BuiltinHost(name: "aiko", work: work, plugins: try BuiltinHost.pluginsDirectory(in: work, serviceType: type))
+            // Probed and announced (twice, a second apart) once another host lists it.
+            let watcher = try BuiltinHost(name: "bo", work: work, plugins: host.pluginsDirectory)
+            try watcher.waitFor("peer found: \(host.id)")
+            _ = watcher.kill()
+            return (host, type.split(separator: ".").map(String.init), "aiko-\(host.id.prefix(8))", work)
+        }
+
+        @Test func aLegacyQueryIsAnsweredToItsSenderWithItsIdAndShortTTLs() throws {
+            let (host, type, _, work) = try host()
+            defer {
+                _ = host.kill()
+                try? FileManager.default.removeItem(atPath: work)
+            }
+            // From an ephemeral port: a resolver that is not mDNS (RFC 6762, 6.7).
+            let asker = try LoopbackUDP(port: 0)
+            try asker.sendToGroup(Self.query(id: 0x4B5A, type: type))
+            let reply = try #require(asker.receive(within: 5), "no unicast answer to a legacy query")
+            #expect(reply.prefix(2) == [0x4B, 0x5A], "the id is not echoed: \(reply.prefix(4))")
+            #expect(reply[2] & 0x80 != 0 && reply[5] == 1, "not a response echoing the question")
+            let ttls = try #require(Self.answerTTLs(reply))
+            #expect(!ttls.isEmpty && ttls.allSatisfy { $0 <= 10 }, "\(ttls)")
+        }
+
+        @Test func aQueryThatListsTheAnswerAlreadyGetsNone() throws {
+            let (host, type, instance, work) = try host()
+            defer {
+                _ = host.kill()
+                try? FileManager.default.removeItem(atPath: work)
+            }
+            let listener = try LoopbackUDP(port: 5353, joinGroup: true)
+            func answered(_ query: [UInt8]) throws -> Bool {
+                try listener.sendToGroup(query)
+                let deadline = Date(timeIntervalSinceNow: 1.5)
+                while let packet = listener.receive(within: deadline.timeIntervalSinceNow) {
+                    // The answer to this question: the pointer alone (an announcement carries all four records).
+                    if packet[2] & 0x80 != 0, packet[6] == 0, packet[7] == 1, packet.indices.contains(where: { packet[$0...].starts(with: Array(instance.utf8)) }) {
+                        return true
+                    }
+                }
+                return false
+            }
+            // Knowing the answer with its full TTL: no answer. Knowing it with less than half
+            // its TTL left, or not at all: answered.
+            #expect(try !answered(Self.query(id: 0, type: type, known: [instance])))
+            #expect(try answered(Self.query(id: 0, type: type, known: [instance], ttl: 100)))
+            usleep(1_100_000)  // a record goes out at most once a second (6.)
+            #expect(try answered(Self.query(id: 0, type: type)))
+        }
+
+        @Test func responsesFromAnotherPortAreIgnoredAndCounted() throws {
+            let (host, type, _, work) = try host()
+            defer {
+                _ = host.kill()
+                try? FileManager.default.removeItem(atPath: work)
+            }
+            let before = try host.figure("mdns-discovery", "violations")
+            let spoofer = try LoopbackUDP(port: 0)
+            try spoofer.sendToGroup(DiscoveryTests.sampleResponse(service: type, txt: ["id=spoofed-peer", "services=file-transfer"]))
+            let counted = try LANTests.eventually(within: 10) { try host.figure("mdns-discovery", "violations") > before }
+            #expect(counted)
+            // Handled in order: counted, so it was dropped, not learned.
+            #expect(try !host.cli(["peers"]).stdout.contains("spoofed-peer"))
+        }
+    }
+}
+
+/// A UDP socket on loopback, to play another mDNS speaker or a plain resolver.
+final class LoopbackUDP {
+    let fd: Int32
+
+    /// Bound to 127.0.0.1:`port` (0: any), sharing the port with the hosts' sockets; with
+    /// `joinGroup`, it also hears the mDNS group on loopback.
+    init(port: UInt16, joinGroup: Bool = false) throws {
+        fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        // A socket that hears the group binds every address (a group packet is addressed to the group).
+        address.sin_addr = in_addr(s_addr: joinGroup ? 0 : UInt32(0x7F00_0001).bigEndian)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { throw HostFailure("cannot bind UDP port \(port) on loopback: \(String(cString: strerror(errno)))") }
+        var interface = in_addr(s_addr: UInt32(0x7F00_0001).bigEndian)
+        setsockopt(fd, Int32(IPPROTO_IP), IP_MULTICAST_IF, &interface, socklen_t(MemoryLayout<in_addr>.size))
+        if joinGroup {
+            var request = ip_mreq(imr_multiaddr: in_addr(s_addr: UInt32(0xE000_00FB).bigEndian), imr_interface: interface)
+            guard setsockopt(fd, Int32(IPPROTO_IP), IP_ADD_MEMBERSHIP, &request, socklen_t(MemoryLayout<ip_mreq>.size)) == 0 else {
+                throw HostFailure("cannot join the mDNS group on loopback: \(String(cString: strerror(errno)))")
+            }
+            var all: Int32 = 0
+            setsockopt(fd, Int32(IPPROTO_IP), IP_MULTICAST_ALL, &all, socklen_t(MemoryLayout<Int32>.size))
+        }
+    }
+
+    deinit { close(fd) }
+
+    func sendToGroup(_ packet: [UInt8]) throws {
+        var destination = sockaddr_in()
+        destination.sin_family = sa_family_t(AF_INET)
+        destination.sin_port = UInt16(5353).bigEndian
+        destination.sin_addr = in_addr(s_addr: UInt32(0xE000_00FB).bigEndian)
+        let sent = packet.withUnsafeBytes { bytes in
+            withUnsafePointer(to: &destination) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, bytes.baseAddress, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+        }
+        guard sent == packet.count else { throw HostFailure("cannot send to the mDNS group on loopback") }
+    }
+
+    /// The next packet within `seconds`, or nil.
+    func receive(within seconds: Double) -> [UInt8]? {
+        guard seconds > 0 else { return nil }
+        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&poller, 1, Int32(seconds * 1000)) > 0 else { return nil }
+        var buffer = [UInt8](repeating: 0, count: 9000)
+        let count = recv(fd, &buffer, buffer.count, 0)
+        return count > 0 ? Array(buffer[..<count]) : nil
+    }
+}
