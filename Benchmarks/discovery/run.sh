@@ -2,8 +2,8 @@
 # Discovery on a LAN of its own: N hosts (default 10), each in a network namespace with
 # an eth0 on one bridge, run with the built-in manifests. Prints, per host, the seconds
 # from its start until every other host lists it, then the mDNS packets each host sends
-# per minute once all are idle (counted for SECONDS, default 60, by a listener on the
-# link that tells hosts apart by source address).
+# per minute once all are idle (SETTLE seconds later, default 35; counted for SECONDS,
+# default 60, by a listener on the link that tells hosts apart by source address).
 #
 # Usage: Benchmarks/discovery/run.sh [HOSTS] [SECONDS] [KIZUNA]   (root; iproute2, python3)
 # KIZUNA defaults to .build/release/kizuna, else .build/debug/kizuna. With LEGACY=1 each
@@ -23,7 +23,9 @@ work=$(mktemp -d /tmp/kizuna-discovery-bench.XXXXXX)
 prefix="kzb$$"
 pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  set +e
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null; done
+  wait 2>/dev/null
   for i in $(seq 1 "$hosts"); do ip netns delete "$prefix-h$i" 2>/dev/null || true; done
   ip netns delete "$prefix-br" 2>/dev/null || true
   rm -rf "$work"
@@ -111,7 +113,10 @@ times = sorted(listed_at.values())
 print(f"listed by all {hosts - 1} others: {len(times)}/{hosts} hosts; seconds from start: median {times[len(times)//2]:.2f}, max {times[-1]:.2f}" if times else "no host was listed by all others")
 PY
 
-echo "idle: counting packets for $seconds s"
+# Idle: past the first queries (at 0, 1, 3, 7, 15 and 31 s) unless SETTLE says otherwise.
+settle=${SETTLE:-35}
+sleep "$settle"
+echo "idle ($settle s after all were listed): counting packets for $seconds s"
 ip netns exec "$prefix-h1" python3 "$work/listener.py" "$seconds" > "$work/counts"
 python3 - "$work/counts" "$seconds" <<'PY'
 import sys

@@ -172,6 +172,9 @@ final class Responder: Sendable {
 
     private struct Records {
         var pointer, service, text, address: ResourceRecord
+        /// NSEC records (RFC 6762, 6.1): the host name has only an A record, the instance
+        /// only SRV and TXT.
+        var hostAbsent, instanceAbsent: ResourceRecord
         var unique: [ResourceRecord] { [service, text, address] }
         var all: [ResourceRecord] { [pointer, service, text, address] }
     }
@@ -183,7 +186,21 @@ final class Responder: Sendable {
             pointer: ResourceRecord(name: options.serviceType, type: .ptr, cacheFlush: false, ttl: ttl ?? options.otherTTL, data: .ptr(names.instance)),
             service: ResourceRecord(name: names.instance, type: .srv, cacheFlush: true, ttl: ttl ?? options.hostTTL, data: .srv(priority: 0, weight: 0, port: port, target: names.host)),
             text: ResourceRecord(name: names.instance, type: .txt, cacheFlush: true, ttl: ttl ?? options.otherTTL, data: .txt(text)),
-            address: ResourceRecord(name: names.host, type: .a, cacheFlush: true, ttl: ttl ?? options.hostTTL, data: .a(interface.address)))
+            address: ResourceRecord(name: names.host, type: .a, cacheFlush: true, ttl: ttl ?? options.hostTTL, data: .a(interface.address)),
+            hostAbsent: nsec(names.host, types: [.a], ttl: ttl ?? options.hostTTL),
+            instanceAbsent: nsec(names.instance, types: [.txt, .srv], ttl: ttl ?? options.hostTTL))
+    }
+
+    /// An NSEC record that `name` has `types` and no others: the name itself as the next
+    /// name and the types' bitmap in window 0 (RFC 4034, 4.1.2).
+    private func nsec(_ name: DNSName, types: [DNSType], ttl: UInt32) -> ResourceRecord {
+        var data: [UInt8] = []
+        data.appendName(name)
+        let highest = Int(types.map(\.rawValue).max() ?? 0)
+        var bitmap = [UInt8](repeating: 0, count: highest / 8 + 1)
+        for type in types { bitmap[Int(type.rawValue) / 8] |= 0x80 >> (type.rawValue % 8) }
+        data += [0, UInt8(bitmap.count)] + bitmap
+        return ResourceRecord(name: name, type: .nsec, cacheFlush: true, ttl: ttl, data: .other(data))
     }
 
     /// Whether `record` is one this host sends on any of its links (its own packets come
@@ -414,9 +431,14 @@ final class Responder: Sendable {
                 } else if question.name == state.names.instance {
                     if question.type == .srv || any { matched.append(own.service) }
                     if question.type == .txt || any { matched.append(own.text) }
+                    // A type the instance does not have: say so (RFC 6762, 6.1).
+                    if matched.isEmpty { matched.append(own.instanceAbsent) }
                     additionals.append(own.address)
-                } else if question.name == state.names.host, question.type == .a || any {
-                    matched.append(own.address)
+                } else if question.name == state.names.host {
+                    // Only an IPv4 address: an AAAA question gets the NSEC that says so,
+                    // and an A answer carries it, so nobody waits for an AAAA answer.
+                    matched.append(question.type == .a || any ? own.address : own.hostAbsent)
+                    additionals.append(own.hostAbsent)
                 } else if question.name == DNSName("_services._dns-sd._udp.local"), question.type == .ptr || any {
                     matched.append(ResourceRecord(name: question.name, type: .ptr, cacheFlush: false, ttl: options.otherTTL, data: .ptr(options.serviceType)))
                 }

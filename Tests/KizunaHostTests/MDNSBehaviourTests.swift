@@ -25,7 +25,15 @@ extension ProcessSuites {
         static func name(_ labels: [String]) -> [UInt8] { labels.flatMap { [UInt8($0.utf8.count)] + Array($0.utf8) } + [0] }
 
         /// The TTLs of the answers in `packet` (names written whole, as Kizuna writes them).
-        static func answerTTLs(_ packet: [UInt8]) -> [UInt32]? {
+        static func answerTTLs(_ packet: [UInt8]) -> [UInt32]? { answers(packet)?.map(\.ttl) }
+
+        /// A query with one question, for `labels` and the record type `type`.
+        static func question(id: UInt16, _ labels: [String], type: UInt16) -> [UInt8] {
+            [UInt8(id >> 8), UInt8(id & 0xFF), 0, 0, 0, 1, 0, 0, 0, 0, 0, 0] + name(labels) + [UInt8(type >> 8), UInt8(type & 0xFF), 0, 1]
+        }
+
+        /// The type and TTL of each answer in `packet`.
+        static func answers(_ packet: [UInt8]) -> [(type: UInt16, ttl: UInt32)]? {
             guard packet.count >= 12 else { return nil }
             var offset = 12
             func skipName() -> Bool {
@@ -41,10 +49,10 @@ extension ProcessSuites {
                 guard skipName() else { return nil }
                 offset += 4
             }
-            var ttls: [UInt32] = []
+            var ttls: [(type: UInt16, ttl: UInt32)] = []
             for _ in 0..<Int(packet[7]) {
                 guard skipName(), offset + 10 <= packet.count else { return nil }
-                ttls.append(packet[(offset + 4)..<(offset + 8)].reduce(0) { $0 << 8 | UInt32($1) })
+                ttls.append((UInt16(packet[offset]) << 8 | UInt16(packet[offset + 1]), packet[(offset + 4)..<(offset + 8)].reduce(0) { $0 << 8 | UInt32($1) }))
                 offset += 10 + (Int(packet[offset + 8]) << 8 | Int(packet[offset + 9]))
             }
             return ttls
@@ -75,6 +83,21 @@ extension ProcessSuites {
             #expect(reply[2] & 0x80 != 0 && reply[5] == 1, "not a response echoing the question")
             let ttls = try #require(Self.answerTTLs(reply))
             #expect(!ttls.isEmpty && ttls.allSatisfy { $0 <= 10 }, "\(ttls)")
+        }
+
+        @Test func anAAAAQuestionForTheHostNameGetsAnNSECThatSaysItHasOnlyAnA() throws {
+            let (host, _, _, work) = try host()
+            defer {
+                _ = host.kill()
+                try? FileManager.default.removeItem(atPath: work)
+            }
+            let asker = try LoopbackUDP(port: 0)
+            try asker.sendToGroup(Self.question(id: 7, ["kizuna-\(host.id.prefix(50))", "local"], type: 28))
+            let reply = try #require(asker.receive(within: 5), "no answer to an AAAA question for the host's name")
+            let types = try #require(Self.answers(reply)).map(\.type)
+            #expect(types == [47], "answer types \(types), not one NSEC")
+            // The NSEC's bitmap: window 0, one byte, the bit of type 1 (A).
+            #expect(reply.suffix(3) == [0, 1, 0x40], "\(reply.suffix(8))")
         }
 
         @Test func aQueryThatListsTheAnswerAlreadyGetsNone() throws {
