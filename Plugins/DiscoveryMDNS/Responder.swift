@@ -59,7 +59,7 @@ final class Responder: Sendable {
         var names: Names
         var links: [UInt32: Link] = [:]
         var instances: [DNSName: Instance] = [:]
-        var addresses: [DNSName: Cached<UInt32>] = [:]
+        var addresses: [DNSName: RecordSet<UInt32>] = [:]
         /// Peer ids announced by more than one instance, already reported.
         var reportedDuplicates: Set<String> = []
         var recentConflicts: [ContinuousClock.Instant] = []
@@ -144,12 +144,45 @@ final class Responder: Sendable {
 
     private struct Instance {
         var pointer: Cached<Void>?
-        var service: Cached<(target: DNSName, port: UInt16)>?
+        var services = RecordSet<ServiceTarget>()
         var text: Cached<[String: String]>?
         var firstSeen: ContinuousClock.Instant
         /// Queries asked for records it lacks, and when the next may go (1, 2, 4, 8 s apart).
         var missingQueries = 0
         var nextMissingQuery: ContinuousClock.Instant
+    }
+
+    private struct ServiceTarget: Equatable {
+        var target: DNSName
+        var port: UInt16
+    }
+
+    /// The values heard for one name and type, newest first, each with its own TTL (at
+    /// most four). A record with the cache-flush bit does not flush the others here, as
+    /// RFC 6762 (10.2) would have it: a forged announcement adds an address to try after
+    /// the newest, it cannot take the place of one the peer still answers for, and the
+    /// transport keeps only a connection whose other end proves the peer's key.
+    private struct RecordSet<Value: Equatable> {
+        var entries: [Cached<Value>] = []
+        static var limit: Int { 4 }
+
+        var isEmpty: Bool { entries.isEmpty }
+
+        mutating func heard(_ value: Value, ttl: UInt32, now: ContinuousClock.Instant) {
+            entries.removeAll { $0.value == value }
+            guard ttl != 0 else { return }  // a goodbye for this value
+            entries.insert(Cached(value, ttl: ttl, now: now), at: 0)
+            if entries.count > Self.limit { entries.removeLast(entries.count - Self.limit) }
+        }
+
+        mutating func dropExpired(at now: ContinuousClock.Instant) { entries.removeAll { $0.expires <= now } }
+
+        /// Whether a refresh query is due for any of the values.
+        mutating func refreshDue(at now: ContinuousClock.Instant) -> Bool {
+            var due = false
+            for index in entries.indices where entries[index].refreshDue(at: now) { due = true }
+            return due
+        }
     }
 
     private enum Destination {
@@ -550,11 +583,12 @@ final class Responder: Sendable {
                 case .ptr(let target) where record.name == options.serviceType && isInstance(target) && target != state.names.instance:
                     instance(target) { $0.pointer = record.ttl == 0 ? nil : Cached((), ttl: record.ttl, now: now) }
                 case .srv(_, _, let port, let target) where isInstance(record.name):
-                    instance(record.name) { $0.service = record.ttl == 0 ? nil : Cached((target, port), ttl: record.ttl, now: now) }
+                    instance(record.name) { $0.services.heard(ServiceTarget(target: target, port: port), ttl: record.ttl, now: now) }
                 case .txt(let entries) where isInstance(record.name):
                     instance(record.name) { $0.text = record.ttl == 0 ? nil : Cached(entries, ttl: record.ttl, now: now) }
                 case .a(let address):
-                    state.addresses[record.name] = record.ttl == 0 ? nil : Cached(address, ttl: record.ttl, now: now)
+                    state.addresses[record.name, default: RecordSet()].heard(address, ttl: record.ttl, now: now)
+                    if state.addresses[record.name]?.isEmpty == true { state.addresses[record.name] = nil }
                 default:
                     break
                 }
@@ -574,27 +608,28 @@ final class Responder: Sendable {
         let now = ContinuousClock.now
         let outgoing = state.withLock { state -> Outgoing in
             var questions: [Question] = []
-            state.addresses = state.addresses.filter { $0.value.expires > now }
+            for name in Array(state.addresses.keys) {
+                state.addresses[name]?.dropExpired(at: now)
+                if state.addresses[name]?.isEmpty == true { state.addresses[name] = nil }
+            }
             for (name, var instance) in state.instances {
                 if let pointer = instance.pointer, pointer.expires <= now { instance.pointer = nil }
                 if let text = instance.text, text.expires <= now { instance.text = nil }
-                // Its SRV record gone unrefreshed: the instance has gone (or never answered).
-                if let service = instance.service, service.expires <= now {
-                    state.instances[name] = nil
-                    continue
-                }
-                guard instance.pointer != nil || instance.service != nil else {
+                // Its SRV records gone unrefreshed: the instance has gone (or never answered).
+                let hadServices = !instance.services.isEmpty
+                instance.services.dropExpired(at: now)
+                guard !(hadServices && instance.services.isEmpty), instance.pointer != nil || !instance.services.isEmpty else {
                     state.instances[name] = nil
                     continue
                 }
                 if instance.pointer?.refreshDue(at: now) == true { questions.append(Question(name: options.serviceType, type: .ptr)) }
-                if instance.service?.refreshDue(at: now) == true { questions.append(Question(name: name, type: .srv)) }
+                if instance.services.refreshDue(at: now) { questions.append(Question(name: name, type: .srv)) }
                 if instance.text?.refreshDue(at: now) == true { questions.append(Question(name: name, type: .txt)) }
-                if let target = instance.service?.value.target, state.addresses[target]?.refreshDue(at: now) == true {
-                    questions.append(Question(name: target, type: .a))
+                for service in instance.services.entries where state.addresses[service.value.target]?.refreshDue(at: now) == true {
+                    questions.append(Question(name: service.value.target, type: .a))
                 }
                 // What it lacks, asked at 1, 2, 4 and 8 s; then it is given up.
-                let lacks = instance.service == nil || state.addresses[instance.service!.value.target] == nil
+                let lacks = !instance.services.entries.contains { state.addresses[$0.value.target] != nil }
                 if !lacks {
                     instance.missingQueries = 0
                 } else if instance.nextMissingQuery <= now {
@@ -602,7 +637,7 @@ final class Responder: Sendable {
                         state.instances[name] = nil
                         continue
                     }
-                    if let service = instance.service {
+                    if let service = instance.services.entries.first {
                         questions.append(Question(name: service.value.target, type: .a))
                     } else {
                         questions += [Question(name: name, type: .srv), Question(name: name, type: .txt)]
@@ -630,7 +665,15 @@ final class Responder: Sendable {
             var visible: [PeerID: (Peer, ContinuousClock.Instant)] = [:]
             var duplicates: [(String, DNSName)] = []
             for (name, instance) in state.instances.sorted(by: { $0.value.firstSeen < $1.value.firstSeen }) where instance.pointer != nil {
-                guard let service = instance.service, let address = state.addresses[service.value.target] else { continue }
+                // Every address of every target, newest first: the transport tries them in turn.
+                var addresses: [PeerAddress] = []
+                for service in instance.services.entries {
+                    for address in state.addresses[service.value.target]?.entries ?? [] {
+                        let reachable = PeerAddress(host: dottedQuad(address.value), port: Int(service.value.port))
+                        if !addresses.contains(reachable) { addresses.append(reachable) }
+                    }
+                }
+                guard !addresses.isEmpty else { continue }
                 let text = instance.text?.value ?? [:]
                 // What a peer announces is shown to people: control characters escaped.
                 let id = PeerID(escapedForDisplay(text["id"] ?? name.labels[0]))
@@ -641,7 +684,7 @@ final class Responder: Sendable {
                 }
                 let peer = Peer(
                     id: id, name: escapedForDisplay(text["name"] ?? name.labels[0]),
-                    addresses: [PeerAddress(host: dottedQuad(address.value), port: Int(service.value.port))],
+                    addresses: addresses,
                     services: (text["services"] ?? "").split(separator: ",").map(String.init))
                 visible[id] = (peer, instance.firstSeen)
             }

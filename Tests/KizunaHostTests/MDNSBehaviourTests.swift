@@ -126,6 +126,49 @@ extension ProcessSuites {
             #expect(try answered(Self.query(id: 0, type: type)))
         }
 
+        /// A response from the mDNS port with `records`: (owner labels, type, data), each
+        /// with the cache-flush bit and a TTL of 120 s.
+        static func response(_ records: [([String], UInt16, [UInt8])]) -> [UInt8] {
+            var packet: [UInt8] = [0, 0, 0x84, 0, 0, 0, 0, UInt8(records.count), 0, 0, 0, 0]
+            for (owner, type, data) in records {
+                packet += name(owner) + [UInt8(type >> 8), UInt8(type & 0xFF), 0x80, 1, 0, 0, 0, 120, UInt8(data.count >> 8), UInt8(data.count & 0xFF)] + data
+            }
+            return packet
+        }
+
+        @Test func aForgedAnnouncementAddsAnAddressToTryButCannotTakeAPeersPlace() throws {
+            let work = Fixtures.temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: work) }
+            let type = BuiltinHost.serviceType()
+            let plugins = try BuiltinHost.pluginsDirectory(in: work, serviceType: type)
+            let (a, b) = try BuiltinHost.pair(work: work, plugins: plugins)
+            defer {
+                _ = a.kill()
+                _ = b.kill()
+            }
+            let real = try #require(try LANTests.addresses(of: b.id, seenBy: a).first)
+            // Another program on the link claims bo's instance is at port 1 and bo's host
+            // name at 127.0.0.2, with cache-flush bits, as if bo had moved.
+            let labels = type.split(separator: ".").map(String.init)
+            let host = ["kizuna-\(b.id.prefix(50))", "local"]
+            let forged = Self.response([
+                (["bo-\(b.id.prefix(8))"] + labels + ["local"], 33, [0, 0, 0, 0, 0, 1] + Self.name(host)),
+                (host, 1, [127, 0, 0, 2]),
+            ])
+            let spoofer = try LoopbackUDP(port: 5353)
+            try spoofer.sendToGroup(forged)
+            let added = try LANTests.eventually(within: 10) { try LANTests.addresses(of: b.id, seenBy: a).contains("127.0.0.2:1") }
+            let listed = try LANTests.addresses(of: b.id, seenBy: a)
+            #expect(added, "\(listed)")
+            // bo's own address is still there, and a send reaches bo (the forged ones fail first).
+            #expect(listed.contains(real), "\(listed)")
+            let source = "\(work)/still-bo.bin"
+            try writeRandomFile(source, bytes: 64 << 10)
+            let sent = try a.cli(["send", source, "--to", b.id])
+            #expect(sent.status == 0, "\(sent.stdout)\(sent.stderr)")
+            #expect(FileManager.default.contentsEqual(atPath: source, andPath: "\(b.receiveDirectory)/still-bo.bin"))
+        }
+
         @Test func responsesFromAnotherPortAreIgnoredAndCounted() throws {
             let (host, type, _, work) = try host()
             defer {
