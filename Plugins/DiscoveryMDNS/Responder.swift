@@ -62,7 +62,7 @@ final class Responder: Sendable {
         var addresses: [DNSName: RecordSet<UInt32>] = [:]
         /// Peer ids announced by more than one instance, already reported.
         var reportedDuplicates: Set<String> = []
-        var recentConflicts: [ContinuousClock.Instant] = []
+        var recentConflicts: ArraySlice<ContinuousClock.Instant> = []
     }
 
     /// This host's names: `name-id8.type.local` for the instance and `kizuna-id.local` for
@@ -511,8 +511,9 @@ final class Responder: Sendable {
                 if multicast.contains(where: { !$0.cacheFlush }) {
                     // A shared record: after 20-120 ms, with whatever else is asked meanwhile (6.).
                     var pending = link.pending ?? (now + .milliseconds(Int.random(in: 20...120)), [], [])
-                    pending.answers += multicast.filter { record in !pending.answers.contains(record) }
-                    pending.additionals += additionals
+                    // Each record once, however many queries come meanwhile.
+                    for record in multicast where !pending.answers.contains(record) { pending.answers.append(record) }
+                    for record in additionals where !pending.additionals.contains(record) { pending.additionals.append(record) }
                     link.pending = pending
                 } else if let packet = multicastAnswer(
                     multicast, additionals, on: &link, now: now, minimumGap: query.authorities.isEmpty ? .seconds(1) : .milliseconds(250))
@@ -560,7 +561,8 @@ final class Responder: Sendable {
                         }
                         // More than 15 conflicts in 10 s: wait 5 s before probing again (8.1),
                         // so a host that claims every name cannot keep this one busy.
-                        state.recentConflicts = state.recentConflicts.filter { now - $0 < .seconds(10) } + [now]
+                        // (The last 16 are all that is needed to tell.)
+                        state.recentConflicts = (state.recentConflicts.filter { now - $0 < .seconds(10) } + [now]).suffix(16)
                         let delay: Duration = state.recentConflicts.count > 15 ? .seconds(5) : .milliseconds(Int.random(in: 0...250))
                         for index in state.links.keys { state.links[index]?.phase = .probing(sent: 0, next: now + delay) }
                     }
@@ -687,6 +689,10 @@ final class Responder: Sendable {
                     addresses: addresses,
                     services: (text["services"] ?? "").split(separator: ",").map(String.init))
                 visible[id] = (peer, instance.firstSeen)
+            }
+            // Only names still cached stay reported, so the set is as bounded as the cache.
+            if state.reportedDuplicates.count > Self.maxCachedNames {
+                state.reportedDuplicates = state.reportedDuplicates.filter { key in state.instances.keys.contains { key.hasSuffix(" \($0)") } }
             }
             return (visible.mapValues(\.0), duplicates)
         }

@@ -169,6 +169,29 @@ extension ProcessSuites {
             #expect(FileManager.default.contentsEqual(atPath: source, andPath: "\(b.receiveDirectory)/still-bo.bin"))
         }
 
+        @Test func aFloodOfQueriesIsAnsweredAtMostOnceASecond() throws {
+            let (host, type, instance, work) = try host()
+            defer {
+                _ = host.kill()
+                try? FileManager.default.removeItem(atPath: work)
+            }
+            let listener = try LoopbackUDP(port: 5353, joinGroup: true)
+            let started = Date()
+            for _ in 0..<2000 { try listener.sendToGroup(Self.query(id: 0, type: type)) }
+            // Every answer to them that goes out until 1.5 s after the last was sent.
+            var answers = 0
+            let deadline = Date(timeIntervalSinceNow: 1.5)
+            while let packet = listener.receive(within: deadline.timeIntervalSinceNow) {
+                if packet[2] & 0x80 != 0, packet[7] == 1, packet.indices.contains(where: { packet[$0...].starts(with: Array(instance.utf8)) }) { answers += 1 }
+            }
+            let seconds = Date().timeIntervalSince(started)
+            #expect(answers >= 1 && Double(answers) <= seconds.rounded(.up) + 1, "\(answers) answers to 2000 queries in \(seconds) s")
+            // And it still answers, at once, a resolver that asks.
+            let asker = try LoopbackUDP(port: 0)
+            try asker.sendToGroup(Self.query(id: 9, type: type))
+            #expect(asker.receive(within: 5) != nil, "no answer after the flood")
+        }
+
         @Test func responsesFromAnotherPortAreIgnoredAndCounted() throws {
             let (host, type, _, work) = try host()
             defer {
