@@ -45,6 +45,7 @@ struct DNSName: Hashable, Sendable, CustomStringConvertible {
 /// The data of a resource record.
 enum RecordData: Hashable, Sendable {
     case a(UInt32)  // host byte order
+    case aaaa(IPv6Address)
     case ptr(DNSName)
     case srv(priority: UInt16, weight: UInt16, port: UInt16, target: DNSName)
     case txt([String: String])
@@ -179,6 +180,9 @@ struct PacketReader {
         case .a:
             guard length == 4 else { throw MalformedPacket("an A record has \(length) bytes of data, not 4") }
             data = .a(try u32())
+        case .aaaa:
+            guard length == 16 else { throw MalformedPacket("an AAAA record has \(length) bytes of data, not 16") }
+            data = .aaaa(IPv6Address(bytes: try take(16)))
         case .ptr:
             data = .ptr(try self.name())
         case .srv:
@@ -255,6 +259,7 @@ extension RecordData {
         var data: [UInt8] = []
         switch self {
         case .a(let address): data.appendU32(address)
+        case .aaaa(let address): data += address.bytes
         case .ptr(let target): data.appendName(target)
         case .srv(let priority, let weight, let port, let target):
             data.appendU16(priority)

@@ -17,22 +17,31 @@ final class MDNSDiscovery: DiscoveryPlugin {
         guard let transport = context.transport, let address = await transport.listeningAddress() else {
             throw DiscoveryError("there is no running transport to announce; discovery announces the port its transport listens on")
         }
-        let socket: MulticastSocket
-        do {
-            socket = try MulticastSocket(port: options.port)
-        } catch {
-            throw DiscoveryError(error.description)
+        let interfaces = InterfaceFollower(context: context, choice: options.interface, transportHost: address.host)
+        // A socket for each family the transport serves; a machine without IPv6 runs on IPv4.
+        var sockets: [AddressFamily: MulticastSocket] = [:]
+        var failures: [String] = []
+        for family in interfaces.families {
+            do {
+                sockets[family] = try MulticastSocket(port: options.port, family: family)
+            } catch {
+                failures.append(error.description)
+            }
         }
-        let responder = Responder(context: context, options: options, socket: socket, port: UInt16(address.port), peers: peers)
+        guard !sockets.isEmpty else { throw DiscoveryError(failures.joined(separator: "; ")) }
+        for failure in failures { context.logger.warning("\(failure); discovery runs on \(sockets.keys.map(\.description).sorted().joined(separator: ", ")) only") }
+        let responder = Responder(context: context, options: options, sockets: sockets, port: UInt16(address.port), peers: peers)
         activeResponder.withLock { $0 = responder }
         defer { activeResponder.withLock { if $0 === responder { $0 = nil } } }
-        let interfaces = InterfaceFollower(context: context, choice: options.interface, transportHost: address.host)
         context.logger.info(
             "discovery starts", metadata: ["instance": "\(responder.instanceName)", "interface": "\(options.interface)", "port": "\(options.port)"])
 
+        let all = Array(sockets.values)
         let listener = try context.runtime.spawnBlocking(name: "mdns receive") {
             while !responder.isStopping {
-                if let datagram = socket.receive(timeoutMilliseconds: min(200, responder.millisecondsUntilDue())) { responder.handle(datagram) }
+                if let (socket, datagram) = MulticastSocket.receive(from: all, timeoutMilliseconds: min(200, responder.millisecondsUntilDue())) {
+                    responder.handle(datagram, family: socket.family)
+                }
                 responder.sendDue()
             }
         }
@@ -64,19 +73,32 @@ final class MDNSDiscovery: DiscoveryPlugin {
 }
 
 /// Chooses the interfaces discovery runs on, again each time it is asked, and logs what
-/// changes. A transport that listens on one address decides: discovery runs only where
-/// that address is, so it never announces an address the transport does not serve.
+/// changes. The transport decides the families (listening on `::`: IPv4 and IPv6; on
+/// `0.0.0.0`: IPv4), and a transport that listens on one address keeps discovery to the
+/// interface that has it, so discovery never announces an address the transport does not
+/// serve.
 final class InterfaceFollower: Sendable {
     private let context: PluginContext
     private let choice: InterfaceChoice
     /// The transport's own address, when it listens on one rather than on all.
-    private let transportAddress: UInt32?
+    private let transportAddress: IPAddress?
+    let families: [AddressFamily]
     private let warned = Mutex<Set<String>>([])
 
     init(context: PluginContext, choice: InterfaceChoice, transportHost: String) {
         self.context = context
         self.choice = choice
-        transportAddress = transportHost == "localhost" ? 0x7F00_0001 : ipv4Address(transportHost).flatMap { $0 == 0 ? nil : $0 }
+        let host = transportHost == "localhost" ? "127.0.0.1" : String(transportHost.filter { $0 != "[" && $0 != "]" })
+        if let v4 = ipv4Address(host) {
+            transportAddress = v4 == 0 ? nil : .v4(v4)
+            families = [.v4]
+        } else if let v6 = ipv6Address(host) {
+            transportAddress = v6 == IPv6Address(bytes: [UInt8](repeating: 0, count: 16)) ? nil : .v6(v6)
+            families = transportAddress == nil ? [.v4, .v6] : [.v6]
+        } else {
+            transportAddress = nil
+            families = [.v4, .v6]
+        }
     }
 
     private func warnOnce(_ key: String, _ message: @autoclosure () -> String) {
@@ -84,29 +106,32 @@ final class InterfaceFollower: Sendable {
         context.logger.warning("\(message())")
     }
 
-    func chosen() -> [NetworkInterface] {
+    func chosen() -> [(interface: NetworkInterface, family: AddressFamily)] {
         let all = currentInterfaces()
         var (chosen, missing) = choice.select(from: all)
         for entry in missing {
             warnOnce("missing \(entry)", "no interface \(entry) is up; discovery runs on it once it is (interfaces up now: \(all.map(\.name).joined(separator: ", ")))")
         }
         if let transportAddress {
-            let served = all.filter { $0.address == transportAddress || transportAddress >> 24 == 127 && $0.isLoopback }
+            let served = all.filter { interface in
+                if case .v4(let value) = transportAddress, value >> 24 == 127 { return interface.isLoopback }
+                return interface.has(transportAddress)
+            }
             if served.isEmpty {
-                warnOnce("unserved", "the transport listens on \(dottedQuad(transportAddress)), which no interface has; discovery announces nothing until one has it")
+                warnOnce("unserved", "the transport listens on \(transportAddress), which no interface has; discovery announces nothing until one has it")
             } else if case .listed = choice, !served.allSatisfy(chosen.contains) {
-                warnOnce("narrowed", "the transport listens on \(dottedQuad(transportAddress)) only, so discovery runs on \(served.map(\.name).joined(separator: ", ")) and not on the interfaces set in 'interface'; set the transport's listen-host to 0.0.0.0 to serve them all")
+                warnOnce("narrowed", "the transport listens on \(transportAddress) only, so discovery runs on \(served.map(\.name).joined(separator: ", ")) and not on the interfaces set in 'interface'; set the transport's listen-host to :: to serve them all")
             }
             chosen = served
         }
-        return chosen
+        return chosen.flatMap { interface in interface.families.filter(families.contains).map { (interface, $0) } }
     }
 
     /// Points `responder` at the interfaces chosen now.
     func follow(_ responder: Responder) {
         let (joined, left, failed) = responder.use(chosen())
-        for interface in joined { context.logger.info("discovery runs on \(interface)") }
-        for interface in left { context.logger.info("discovery no longer runs on \(interface)") }
+        for link in joined { context.logger.info("discovery runs on \(link)") }
+        for link in left { context.logger.info("discovery no longer runs on \(link)") }
         for failure in failed { warnOnce(failure, failure) }
     }
 }

@@ -1,3 +1,4 @@
+import Glibc
 import KizunaBuiltinSupport
 import KizunaSDK
 import Synchronization
@@ -18,7 +19,7 @@ import Synchronization
 final class Responder: Sendable {
     private let context: PluginContext
     private let options: Options
-    private let socket: MulticastSocket
+    private let sockets: [AddressFamily: MulticastSocket]
     private let port: UInt16
     private let peers: PeerTable
     private let state: Mutex<State>
@@ -39,10 +40,10 @@ final class Responder: Sendable {
     /// answers that were not needed).
     static let maxQueryBytes = 1400
 
-    init(context: PluginContext, options: Options, socket: MulticastSocket, port: UInt16, peers: PeerTable) {
+    init(context: PluginContext, options: Options, sockets: [AddressFamily: MulticastSocket], port: UInt16, peers: PeerTable) {
         self.context = context
         self.options = options
-        self.socket = socket
+        self.sockets = sockets
         self.port = port
         self.peers = peers
         state = Mutex(State(names: Names(host: context.host, serviceType: options.serviceType)))
@@ -57,9 +58,9 @@ final class Responder: Sendable {
 
     private struct State {
         var names: Names
-        var links: [UInt32: Link] = [:]
+        var links: [LinkKey: Link] = [:]
         var instances: [DNSName: Instance] = [:]
-        var addresses: [DNSName: RecordSet<UInt32>] = [:]
+        var addresses: [DNSName: RecordSet<ScopedAddress>] = [:]
         /// Peer ids announced by more than one instance, already reported.
         var reportedDuplicates: Set<String> = []
         var recentConflicts: ArraySlice<ContinuousClock.Instant> = []
@@ -91,9 +92,39 @@ final class Responder: Sendable {
         var host: DNSName { DNSName([hostNumber == 1 ? hostBase : "\(hostBase)-\(hostNumber)", "local"]) }
     }
 
-    /// An interface discovery runs on, and where this host is with its names there.
+    /// An interface and an address family discovery runs on.
+    struct LinkKey: Hashable {
+        var index: UInt32
+        var family: AddressFamily
+    }
+
+    /// An address heard, with the interface it was heard on when it is link-local IPv6
+    /// (which can only be reached through that interface), else 0.
+    private struct ScopedAddress: Equatable {
+        var address: IPAddress
+        var scope: UInt32
+
+        /// As the transport takes it: `fe80::1%eth0` for a link-local address.
+        var host: String {
+            guard scope != 0 else { return address.description }
+            var name = [CChar](repeating: 0, count: 17)
+            guard if_indextoname(scope, &name) != nil else { return address.description }
+            return address.description + "%" + String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+
+        /// IPv4 first, then IPv6 of wider scope, then link-local IPv6.
+        var preference: Int {
+            switch address {
+            case .v4: 0
+            case .v6(let value): value.isLinkLocal ? 2 : 1
+            }
+        }
+    }
+
+    /// An interface and family discovery runs on, and where this host is with its names there.
     private struct Link {
         var interface: NetworkInterface
+        var family: AddressFamily
         var phase: Phase
         /// When each of this host's records was last multicast here.
         var lastMulticast: [RecordKey: ContinuousClock.Instant] = [:]
@@ -186,8 +217,9 @@ final class Responder: Sendable {
     }
 
     private enum Destination {
-        case group(NetworkInterface)
-        case unicast(UInt32, UInt16)
+        case group(NetworkInterface, AddressFamily)
+        /// An address and port, and the interface it is reached through.
+        case unicast(IPAddress, UInt16, scope: UInt32)
     }
 
     private typealias Outgoing = [(packet: [UInt8], to: Destination)]
@@ -195,8 +227,9 @@ final class Responder: Sendable {
     private func send(_ outgoing: Outgoing) {
         for (packet, destination) in outgoing {
             switch destination {
-            case .group(let interface): socket.send(packet, on: interface)
-            case .unicast(let address, let port): socket.send(packet, to: address, port: port)
+            case .group(let interface, let family): sockets[family]?.send(packet, on: interface)
+            case .unicast(let address, let port, let scope):
+                if case .v4 = address { sockets[.v4]?.send(packet, to: address, port: port, scope: scope) } else { sockets[.v6]?.send(packet, to: address, port: port, scope: scope) }
             }
         }
     }
@@ -204,12 +237,15 @@ final class Responder: Sendable {
     // MARK: This host's records
 
     private struct Records {
-        var pointer, service, text, address: ResourceRecord
-        /// NSEC records (RFC 6762, 6.1): the host name has only an A record, the instance
-        /// only SRV and TXT.
+        var pointer, service, text: ResourceRecord
+        /// The interface's addresses: an A record for its IPv4 address, an AAAA record for
+        /// each IPv6 one (RFC 6762, 6.2: all of them, whichever family asks).
+        var addresses: [ResourceRecord]
+        /// NSEC records (RFC 6762, 6.1): the host name has only the address types it has,
+        /// the instance only SRV and TXT.
         var hostAbsent, instanceAbsent: ResourceRecord
-        var unique: [ResourceRecord] { [service, text, address] }
-        var all: [ResourceRecord] { [pointer, service, text, address] }
+        var unique: [ResourceRecord] { [service, text] + addresses }
+        var all: [ResourceRecord] { [pointer, service, text] + addresses }
     }
 
     private func records(_ names: Names, on interface: NetworkInterface, ttl: UInt32? = nil) -> Records {
@@ -219,9 +255,15 @@ final class Responder: Sendable {
             pointer: ResourceRecord(name: options.serviceType, type: .ptr, cacheFlush: false, ttl: ttl ?? options.otherTTL, data: .ptr(names.instance)),
             service: ResourceRecord(name: names.instance, type: .srv, cacheFlush: true, ttl: ttl ?? options.hostTTL, data: .srv(priority: 0, weight: 0, port: port, target: names.host)),
             text: ResourceRecord(name: names.instance, type: .txt, cacheFlush: true, ttl: ttl ?? options.otherTTL, data: .txt(text)),
-            address: ResourceRecord(name: names.host, type: .a, cacheFlush: true, ttl: ttl ?? options.hostTTL, data: .a(interface.address)),
-            hostAbsent: nsec(names.host, types: [.a], ttl: ttl ?? options.hostTTL),
+            addresses: addressRecords(names, on: interface, ttl: ttl ?? options.hostTTL),
+            hostAbsent: nsec(names.host, types: (interface.ipv4 == nil ? [] : [.a]) + (interface.families.contains(.v6) ? [.aaaa] : []), ttl: ttl ?? options.hostTTL),
             instanceAbsent: nsec(names.instance, types: [.txt, .srv], ttl: ttl ?? options.hostTTL))
+    }
+
+    private func addressRecords(_ names: Names, on interface: NetworkInterface, ttl: UInt32) -> [ResourceRecord] {
+        let v4 = interface.ipv4.map { [ResourceRecord(name: names.host, type: .a, cacheFlush: true, ttl: ttl, data: .a($0.address))] } ?? []
+        let v6 = interface.families.contains(.v6) ? interface.ipv6.map { ResourceRecord(name: names.host, type: .aaaa, cacheFlush: true, ttl: ttl, data: .aaaa($0.address)) } : []
+        return v4 + v6
     }
 
     /// An NSEC record that `name` has `types` and no others: the name itself as the next
@@ -246,29 +288,37 @@ final class Responder: Sendable {
 
     // MARK: Interfaces
 
-    /// Runs on exactly `interfaces` from now: joins the new ones (each probes, then
-    /// announces) and leaves those gone. Returns what changed, for the log.
-    func use(_ interfaces: [NetworkInterface]) -> (joined: [NetworkInterface], left: [NetworkInterface], failed: [String]) {
-        var joined: [NetworkInterface] = []
+    /// Runs on exactly `interfaces` from now, in each of the families given: joins the new
+    /// ones (each probes, then announces) and leaves those gone. Returns what changed, for
+    /// the log.
+    func use(_ targets: [(interface: NetworkInterface, family: AddressFamily)]) -> (joined: [String], left: [String], failed: [String]) {
+        var joined: [String] = []
         var failed: [String] = []
         let now = ContinuousClock.now
-        let (left, goodbyes) = state.withLock { state -> ([NetworkInterface], Outgoing) in
-            var left: [NetworkInterface] = []
+        let wanted = targets.filter { sockets[$0.family] != nil }
+        func isWanted(_ link: Link) -> Bool { wanted.contains { $0.interface == link.interface && $0.family == link.family } }
+        let (left, goodbyes) = state.withLock { state -> ([Link], Outgoing) in
+            var left: [Link] = []
             var goodbyes: Outgoing = []
-            for (index, link) in state.links where !interfaces.contains(link.interface) {
-                state.links[index] = nil
-                left.append(link.interface)
-                // An address that changed under a running interface: withdraw the old one there.
-                if let renumbered = interfaces.first(where: { $0.index == index }) {
-                    let old = records(state.names, on: link.interface, ttl: 0).address
-                    goodbyes.append((DNSMessage(isResponse: true, answers: [old]).encoded(), .group(renumbered)))
+            for (key, link) in state.links where !isWanted(link) {
+                state.links[key] = nil
+                left.append(link)
+                // Addresses that changed under a running interface: the old ones withdrawn there.
+                if let renumbered = wanted.first(where: { $0.interface.index == key.index && $0.family == key.family })?.interface {
+                    let current = records(state.names, on: renumbered).addresses
+                    let old = records(state.names, on: link.interface, ttl: 0).addresses.filter { record in !current.contains { same($0, record) } }
+                    if !old.isEmpty { goodbyes.append((DNSMessage(isResponse: true, answers: old).encoded(), .group(renumbered, key.family))) }
                 }
             }
             return (left, goodbyes)
         }
-        for interface in left where !interfaces.contains(where: { $0.index == interface.index }) { socket.leave(interface) }
+        for link in left where !wanted.contains(where: { $0.interface.index == link.interface.index && $0.family == link.family }) {
+            sockets[link.family]?.leave(link.interface)
+        }
         send(goodbyes)
-        for interface in interfaces where state.withLock({ $0.links[interface.index] == nil }) {
+        for (interface, family) in wanted {
+            let key = LinkKey(index: interface.index, family: family)
+            guard state.withLock({ $0.links[key] == nil }), let socket = sockets[family] else { continue }
             do {
                 try socket.join(interface)
             } catch {
@@ -277,10 +327,10 @@ final class Responder: Sendable {
             }
             // The first probe after a random 0-250 ms (RFC 6762, 8.1).
             let start = now + .milliseconds(Int.random(in: 0...250))
-            state.withLock { $0.links[interface.index] = Link(interface: interface, phase: .probing(sent: 0, next: start)) }
-            joined.append(interface)
+            state.withLock { $0.links[key] = Link(interface: interface, family: family, phase: .probing(sent: 0, next: start)) }
+            joined.append("\(interface) over \(family)")
         }
-        return (joined, left, failed)
+        return (joined, left.map { "\($0.interface) over \($0.family)" }, failed)
     }
 
     // MARK: Timed work (the receive thread)
@@ -324,7 +374,7 @@ final class Responder: Sendable {
                                 Question(name: state.names.host, type: .any, unicastResponse: sent == 0),
                             ],
                             authorities: own.unique)
-                        outgoing.append((probe.encoded(), .group(link.interface)))
+                        outgoing.append((probe.encoded(), .group(link.interface, link.family)))
                         link.phase = .probing(sent: sent + 1, next: now + .milliseconds(250))
                     } else {
                         link.phase = .announcing(left: 2, next: now)
@@ -332,14 +382,14 @@ final class Responder: Sendable {
                 default: break
                 }
                 if case .announcing(let left, let next) = link.phase, next <= now {
-                    outgoing.append((DNSMessage(isResponse: true, answers: own.all).encoded(), .group(link.interface)))
+                    outgoing.append((DNSMessage(isResponse: true, answers: own.all).encoded(), .group(link.interface, link.family)))
                     for record in own.all { link.lastMulticast[RecordKey(name: record.name, type: record.type)] = now }
                     link.phase = left > 1 ? .announcing(left: left - 1, next: now + .seconds(1)) : .announced
                 }
                 if let pending = link.pending, pending.due <= now {
                     link.pending = nil
                     if let packet = multicastAnswer(pending.answers, pending.additionals, on: &link, now: now, minimumGap: .seconds(1)) {
-                        outgoing.append((packet, .group(link.interface)))
+                        outgoing.append((packet, .group(link.interface, link.family)))
                     }
                 }
                 state.links[index] = link
@@ -380,7 +430,7 @@ final class Responder: Sendable {
     func sendGoodbye() {
         let outgoing = state.withLock { state -> Outgoing in
             state.links.values.filter(\.hasProbed).map { link in
-                (DNSMessage(isResponse: true, answers: records(state.names, on: link.interface, ttl: 0).all).encoded(), .group(link.interface))
+                (DNSMessage(isResponse: true, answers: records(state.names, on: link.interface, ttl: 0).all).encoded(), .group(link.interface, link.family))
             }
         }
         send(outgoing)
@@ -402,44 +452,46 @@ final class Responder: Sendable {
                 size += encoded.count
                 message.answers.append(known)
             }
-            return state.links.values.map { (message.encoded(), .group($0.interface)) }
+            return state.links.values.map { (message.encoded(), .group($0.interface, $0.family)) }
         }
         send(outgoing)
     }
 
     // MARK: Receiving
 
-    func handle(_ datagram: MulticastSocket.Datagram) {
+    func handle(_ datagram: MulticastSocket.Datagram, family: AddressFamily) {
         let message: DNSMessage
         do {
             message = try DNSMessage(parsing: datagram.bytes)
         } catch {
             malformed.add(1, ordering: .relaxed)
-            context.logger.debug("dropped a malformed mDNS packet", metadata: ["from": "\(dottedQuad(datagram.source))", "reason": "\(error)"])
+            context.logger.debug("dropped a malformed mDNS packet", metadata: ["from": "\(datagram.source)", "reason": "\(error)"])
             return
         }
         // Only from the link the packet came in on (a unicast from further away is not
         // for mDNS), and responses only from the mDNS port (RFC 6762, 6. and 11.).
-        guard let link = state.withLock({ $0.links[datagram.interfaceIndex] }), link.interface.isOnLink(datagram.source),
+        let key = LinkKey(index: datagram.interfaceIndex, family: family)
+        guard let link = state.withLock({ $0.links[key] }), link.interface.isOnLink(datagram.source),
             !message.isResponse || datagram.sourcePort == options.port
         else {
             refusedSources.add(1, ordering: .relaxed)
             context.logger.debug(
-                "dropped an mDNS packet from off the link or port", metadata: ["from": "\(dottedQuad(datagram.source)):\(datagram.sourcePort)"])
+                "dropped an mDNS packet from off the link or port", metadata: ["from": "\(datagram.source) port \(datagram.sourcePort)"])
             return
         }
         if message.isResponse {
             learn(message.answers + message.additionals, on: link.interface)
         } else if !message.questions.isEmpty {
-            answer(message, from: datagram, on: link.interface)
+            answer(message, from: datagram, on: key)
         }
     }
 
-    private func answer(_ query: DNSMessage, from datagram: MulticastSocket.Datagram, on interface: NetworkInterface) {
+    private func answer(_ query: DNSMessage, from datagram: MulticastSocket.Datagram, on key: LinkKey) {
         let now = ContinuousClock.now
         let isLegacy = datagram.sourcePort != options.port
         let outgoing = state.withLock { state -> Outgoing in
-            guard var link = state.links[interface.index] else { return [] }
+            guard var link = state.links[key] else { return [] }
+            let interface = link.interface
             let own = records(state.names, on: interface)
             // Probes from another host for this host's names while it is probing itself:
             // the lexicographically later set of records wins (RFC 6762, 8.2).
@@ -447,7 +499,7 @@ final class Responder: Sendable {
                 let theirs = query.authorities.filter { ($0.name == state.names.instance || $0.name == state.names.host) && !isOwn($0, state) }
                 if lostTieBreak(own.unique, against: theirs) {
                     link.phase = .probing(sent: 0, next: now + .seconds(1))
-                    state.links[interface.index] = link
+                    state.links[key] = link
                 }
                 return []
             }
@@ -466,12 +518,14 @@ final class Responder: Sendable {
                     if question.type == .txt || any { matched.append(own.text) }
                     // A type the instance does not have: say so (RFC 6762, 6.1).
                     if matched.isEmpty { matched.append(own.instanceAbsent) }
-                    additionals.append(own.address)
+                    additionals += own.addresses
                 } else if question.name == state.names.host {
-                    // Only an IPv4 address: an AAAA question gets the NSEC that says so,
-                    // and an A answer carries it, so nobody waits for an AAAA answer.
-                    matched.append(question.type == .a || any ? own.address : own.hostAbsent)
-                    additionals.append(own.hostAbsent)
+                    // The addresses of the type asked; for a type the host has none of, the
+                    // NSEC that says which it has, which every address answer carries too,
+                    // so nobody waits for an answer that will not come.
+                    matched += own.addresses.filter { any || $0.type == question.type }
+                    if matched.isEmpty { matched.append(own.hostAbsent) }
+                    additionals += own.addresses + [own.hostAbsent]
                 } else if question.name == DNSName("_services._dns-sd._udp.local"), question.type == .ptr || any {
                     matched.append(ResourceRecord(name: question.name, type: .ptr, cacheFlush: false, ttl: options.otherTTL, data: .ptr(options.serviceType)))
                 }
@@ -505,7 +559,7 @@ final class Responder: Sendable {
                     reply.answers = reply.answers.map(legacy)
                     reply.additionals = reply.additionals.map(legacy)
                 }
-                outgoing.append((reply.encoded(), .unicast(datagram.source, datagram.sourcePort)))
+                outgoing.append((reply.encoded(), .unicast(datagram.source, datagram.sourcePort, scope: datagram.interfaceIndex)))
             }
             if !multicast.isEmpty {
                 if multicast.contains(where: { !$0.cacheFlush }) {
@@ -519,10 +573,10 @@ final class Responder: Sendable {
                     multicast, additionals, on: &link, now: now, minimumGap: query.authorities.isEmpty ? .seconds(1) : .milliseconds(250))
                 {
                     // Only this host's unique records: at once (a probe's at most every 250 ms).
-                    outgoing.append((packet, .group(interface)))
+                    outgoing.append((packet, .group(interface, key.family)))
                 }
             }
-            state.links[interface.index] = link
+            state.links[key] = link
             return outgoing
         }
         send(outgoing)
@@ -552,7 +606,7 @@ final class Responder: Sendable {
                 // Another host's record under one of this host's names, with other data:
                 // this host gives the name up and probes for the next (RFC 6762, 9.).
                 if record.name == state.names.instance || record.name == state.names.host {
-                    if record.ttl != 0, record.type == .srv || record.type == .txt || record.type == .a, !isOwn(record, state) {
+                    if record.ttl != 0, [.srv, .txt, .a, .aaaa].contains(record.type), !isOwn(record, state) {
                         conflicts.append("\(record.name) (\(record.type))")
                         if record.name == state.names.instance {
                             state.names.instanceNumber = min(state.names.instanceNumber + 1, Names.highestNumber)
@@ -589,7 +643,11 @@ final class Responder: Sendable {
                 case .txt(let entries) where isInstance(record.name):
                     instance(record.name) { $0.text = record.ttl == 0 ? nil : Cached(entries, ttl: record.ttl, now: now) }
                 case .a(let address):
-                    state.addresses[record.name, default: RecordSet()].heard(address, ttl: record.ttl, now: now)
+                    state.addresses[record.name, default: RecordSet()].heard(ScopedAddress(address: .v4(address), scope: 0), ttl: record.ttl, now: now)
+                    if state.addresses[record.name]?.isEmpty == true { state.addresses[record.name] = nil }
+                case .aaaa(let address):
+                    let scoped = ScopedAddress(address: .v6(address), scope: address.isLinkLocal ? interface.index : 0)
+                    state.addresses[record.name, default: RecordSet()].heard(scoped, ttl: record.ttl, now: now)
                     if state.addresses[record.name]?.isEmpty == true { state.addresses[record.name] = nil }
                 default:
                     break
@@ -628,7 +686,7 @@ final class Responder: Sendable {
                 if instance.services.refreshDue(at: now) { questions.append(Question(name: name, type: .srv)) }
                 if instance.text?.refreshDue(at: now) == true { questions.append(Question(name: name, type: .txt)) }
                 for service in instance.services.entries where state.addresses[service.value.target]?.refreshDue(at: now) == true {
-                    questions.append(Question(name: service.value.target, type: .a))
+                    questions.append(Question(name: service.value.target, type: .any))
                 }
                 // What it lacks, asked at 1, 2, 4 and 8 s; then it is given up.
                 let lacks = !instance.services.entries.contains { state.addresses[$0.value.target] != nil }
@@ -640,7 +698,7 @@ final class Responder: Sendable {
                         continue
                     }
                     if let service = instance.services.entries.first {
-                        questions.append(Question(name: service.value.target, type: .a))
+                        questions.append(Question(name: service.value.target, type: .any))
                     } else {
                         questions += [Question(name: name, type: .srv), Question(name: name, type: .txt)]
                     }
@@ -653,7 +711,7 @@ final class Responder: Sendable {
             for question in questions where !unique.contains(question) { unique.append(question) }
             guard !unique.isEmpty else { return [] }
             let packet = DNSMessage(isResponse: false, questions: unique).encoded()
-            return state.links.values.map { (packet, .group($0.interface)) }
+            return state.links.values.map { (packet, .group($0.interface, $0.family)) }
         }
         send(outgoing)
         reconcile()
@@ -668,10 +726,12 @@ final class Responder: Sendable {
             var duplicates: [(String, DNSName)] = []
             for (name, instance) in state.instances.sorted(by: { $0.value.firstSeen < $1.value.firstSeen }) where instance.pointer != nil {
                 // Every address of every target, newest first: the transport tries them in turn.
+                // (IPv4 first, then IPv6, link-local last.)
                 var addresses: [PeerAddress] = []
                 for service in instance.services.entries {
-                    for address in state.addresses[service.value.target]?.entries ?? [] {
-                        let reachable = PeerAddress(host: dottedQuad(address.value), port: Int(service.value.port))
+                    let heard = state.addresses[service.value.target]?.entries.map(\.value) ?? []
+                    for address in heard.enumerated().sorted(by: { ($0.element.preference, $0.offset) < ($1.element.preference, $1.offset) }).map(\.element) {
+                        let reachable = PeerAddress(host: address.host, port: Int(service.value.port))
                         if !addresses.contains(reachable) { addresses.append(reachable) }
                     }
                 }

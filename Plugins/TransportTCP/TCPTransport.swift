@@ -31,7 +31,8 @@ final class TCPTransport: TransportPlugin {
     }
 
     struct Options: Sendable {
-        var listenHost = "0.0.0.0"
+        /// `::`: every address, IPv6 and IPv4 (or IPv4 only where the machine has no IPv6).
+        var listenHost = "::"
         var port = 0
         var threads = 1
         var maxMessageBytes = (1 << 20) + 4096
@@ -90,10 +91,11 @@ final class TCPTransport: TransportPlugin {
         let registry = ConnectionRegistry()
         let admission = Admission(total: options.maxConnections, perAddress: options.maxConnectionsPerAddress)
         let held = HeldBytes(limit: options.maxHeldBytes)
-        do {
-            let listener = try await ServerBootstrap(group: group)
+        var listenHost = options.listenHost
+        func bind(_ host: String) async throws -> NIOAsyncChannel<Inbound, Never> {
+            try await ServerBootstrap(group: group)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .bind(host: options.listenHost, port: options.port) { channel in
+                .bind(host: host, port: options.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let proof = PeerProof()
                         let gate = InboundGate(admission: admission, logger: context.logger)
@@ -103,8 +105,19 @@ final class TCPTransport: TransportPlugin {
                         return Inbound(channel: wrapped, account: account, proof: proof, gate: gate.verdict)
                     }
                 }
+        }
+        do {
+            let listener: NIOAsyncChannel<Inbound, Never>
+            do {
+                listener = try await bind(listenHost)
+            } catch where listenHost == "::" {
+                // A machine (or container) without IPv6: every IPv4 address instead.
+                context.logger.info("no IPv6 here; listening on every IPv4 address", metadata: ["reason": "\(error)"])
+                listenHost = "0.0.0.0"
+                listener = try await bind(listenHost)
+            }
             let port = listener.channel.localAddress?.port ?? options.port
-            let address = PeerAddress(host: options.listenHost, port: port)
+            let address = PeerAddress(host: listenHost, port: port)
             let running = Server(context: context, group: group, address: address, options: options, registry: registry, admission: admission, held: held, tls: tls)
             server.send(running)
             activeServer.withLock { $0 = (admission, held) }
@@ -135,7 +148,7 @@ final class TCPTransport: TransportPlugin {
         } catch {
             server.finish()
             try? await group.shutdownGracefully()
-            throw TransportError("cannot listen on \(options.listenHost):\(options.port): \(error); set 'listen-host' and 'port' in the transport's [settings]")
+            throw TransportError("cannot listen on \(PeerAddress(host: listenHost, port: options.port)): \(error); set 'listen-host' and 'port' in the transport's [settings]")
         }
         await registry.closeAll()
         server.finish()

@@ -184,7 +184,7 @@ struct Run: AsyncParsableCommand {
 
     @Option(
         name: .long,
-        help: "Keep the host to one interface, by name or IPv4 address (such as lo to stay on this machine): discovery runs only there and the transport listens only on its address (they set discovery's 'interface' and the transport's 'listen-host'). Default: every interface that is up, as the built-in manifests say.")
+        help: "Keep the host to one interface, by name or IP address (such as lo to stay on this machine): discovery runs only there and the transport listens only on its address (they set discovery's 'interface' and the transport's 'listen-host'). Default: every interface that is up, as the built-in manifests say.")
     var interface: String?
 
     @Flag(name: .long, help: "Probe every plugin library again, even those an earlier probe of the same file passed or refused.")
@@ -215,7 +215,7 @@ struct Run: AsyncParsableCommand {
         var transport: [String: SettingValue] = [:]
         if let interface {
             discovery["interface"] = .string(interface)
-            transport["listen-host"] = .string(try NetworkAddresses.ipv4(of: interface))
+            transport["listen-host"] = .string(try NetworkAddresses.address(of: interface))
         }
         var isDirectory: ObjCBool = false
         if let pluginsDir {

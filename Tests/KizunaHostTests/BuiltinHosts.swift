@@ -39,8 +39,8 @@ final class BuiltinHost: @unchecked Sendable {
     /// `manifest` (the built-in `file`) with the transport listening on 127.0.0.1.
     static func onlyOnLoopback(_ manifest: String, file: String) throws -> String {
         guard file == "tcp-transport.toml" else { return manifest }
-        let loopback = manifest.replacingOccurrences(of: "listen-host = \"0.0.0.0\"", with: "listen-host = \"127.0.0.1\"")
-        guard loopback != manifest else { throw HostFailure("the built-in tcp-transport.toml has no listen-host = \"0.0.0.0\" line to keep tests on loopback") }
+        let loopback = manifest.replacingOccurrences(of: "listen-host = \"::\"", with: "listen-host = \"127.0.0.1\"")
+        guard loopback != manifest else { throw HostFailure("the built-in tcp-transport.toml has no listen-host = \"::\" line to keep tests on loopback") }
         return loopback
     }
 

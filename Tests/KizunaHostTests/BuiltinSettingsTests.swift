@@ -24,7 +24,7 @@ extension ProcessSuites {
             ("tcp-transport", "port = 0", "port = 70000", "setting 'port' is 70000; give 0 to 65535"),
             ("tcp-transport", "threads = 1", "threads = 0", "setting 'threads' is 0; give 1 to 64"),
             ("mdns-discovery", "port = 5353", "port = 0", "setting 'port' is 0; give a UDP port from 1 to 65535"),
-            ("mdns-discovery", "interface = \"auto\"", "interface = \"eth0/1\"", "setting 'interface' has 'eth0/1', which is neither an interface name (such as eth0 or lo) nor an IPv4 address"),
+            ("mdns-discovery", "interface = \"auto\"", "interface = \"eth0/1\"", "setting 'interface' has 'eth0/1', which is neither an interface name (such as eth0 or lo) nor an IP address"),
             ("mdns-discovery", "interface = \"auto\"", "interface = [\"auto\", \"lo\"]", "setting 'interface' lists 'auto' with other entries"),
             ("mdns-discovery", "interface = \"auto\"", "interface = [\"lo\", 5]", "setting 'interface' is an array ([\"lo\", 5]); give a string or a list of strings"),
             ("mdns-discovery", "host-ttl-seconds = 120", "host-ttl-seconds = 1", "setting 'host-ttl-seconds' is 1; give 5 to 4500"),

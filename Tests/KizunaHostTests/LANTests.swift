@@ -63,7 +63,7 @@ extension ProcessSuites {
             }
             defer { for host in hosts { _ = host.kill() } }
             for (index, host) in hosts.enumerated() {
-                #expect(host.startup.contains { $0.contains("discovery runs on eth0 (\(network.address(of: index)))") }, "\(host.startup)")
+                #expect(host.startup.contains { $0.contains("discovery runs on eth0 (\(network.address(of: index))") }, "\(host.startup)")
             }
             // Each lists the other two, at the address of their own interface.
             for (index, host) in hosts.enumerated() {
@@ -79,6 +79,52 @@ extension ProcessSuites {
             let sent = try hosts[0].cli(["send", source, "--to", hosts[2].id])
             #expect(sent.status == 0, "\(sent.stdout)\(sent.stderr)")
             #expect(FileManager.default.contentsEqual(atPath: source, andPath: "\(hosts[2].receiveDirectory)/photo.bin"))
+        }
+
+        @Test func threeHostsOnIPv6OnlyFindEachOtherAndSendAFile() throws {
+            let network = try NetworkNamespaces(count: 3, ipv4: false, ipv6: true)
+            defer { network.remove() }
+            let work = Fixtures.temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: work) }
+            let plugins = "\(BuiltinHost.repository)/manifests"
+            let hosts = try ["aiko", "bo", "chie"].enumerated().map { index, name in
+                try BuiltinHost(name: name, work: work, plugins: plugins, namespace: network.hosts[index])
+            }
+            defer { for host in hosts { _ = host.kill() } }
+            for host in hosts {
+                #expect(host.startup.contains { $0.contains("discovery runs on eth0") && $0.contains("over IPv6") }, "\(host.startup)")
+            }
+            // Each lists the other two, first at its ULA address (link-local ones follow).
+            for (index, host) in hosts.enumerated() {
+                let others = hosts.enumerated().filter { $0.offset != index }
+                let found = try Self.eventually(within: 20) {
+                    try others.allSatisfy { other in try Self.addresses(of: other.element.id, seenBy: host).first?.hasPrefix("fd77::\(other.offset + 1):") == true }
+                }
+                let listed = try Self.peers(of: host)
+                #expect(found, "\(host.name) lists \(listed)")
+            }
+            let source = "\(work)/over-v6.bin"
+            try writeRandomFile(source, bytes: 2 << 20)
+            let sent = try hosts[1].cli(["send", source, "--to", hosts[0].id])
+            #expect(sent.status == 0, "\(sent.stdout)\(sent.stderr)")
+            #expect(FileManager.default.contentsEqual(atPath: source, andPath: "\(hosts[0].receiveDirectory)/over-v6.bin"))
+        }
+
+        @Test func runInterfaceKeepsAHostToOneInterface() throws {
+            let network = try NetworkNamespaces(count: 1)
+            defer { network.remove() }
+            let work = Fixtures.temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: work) }
+            let plugins = "\(BuiltinHost.repository)/manifests"
+            let host = try BuiltinHost(name: "aiko", work: work, plugins: plugins, arguments: ["--interface", "lo"], namespace: network.hosts[0])
+            defer { _ = host.kill() }
+            #expect(host.startup.contains { $0.contains("discovery runs on lo (127.0.0.1") && $0.hasSuffix("over IPv4") }, "\(host.startup)")
+            #expect(!host.startup.contains { $0.contains("discovery runs on eth0") }, "\(host.startup)")
+            #expect(try host.transportPort() > 0)  // it listens on 127.0.0.1
+
+            let unknown = try CLI.run(["run", "--interface", "nosuch0", "--plugins-dir", plugins, "--state-dir", "\(work)/other"])
+            #expect(unknown.status != 0)
+            #expect(unknown.stderr.contains("--interface nosuch0: no interface of that name has an IP address to listen on; give one of"), "\(unknown.stderr)")
         }
 
         @Test func anAddressChangedUnderARunningHostIsFollowedByItsPeers() throws {

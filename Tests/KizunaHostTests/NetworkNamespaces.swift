@@ -32,7 +32,10 @@ final class NetworkNamespaces: @unchecked Sendable {
     /// The hosts' namespaces, in order.
     let hosts: [String]
 
-    init(count: Int) throws {
+    /// Each host gets 10.77.0.N/24 with `ipv4` and fd77::N/64 with `ipv6` (besides the
+    /// link-local address IPv6 gives every interface; duplicate address detection off,
+    /// so the addresses are usable at once).
+    init(count: Int, ipv4: Bool = true, ipv6: Bool = false) throws {
         Self.removeLeftovers()
         let serial = Self.counter.withLock {
             $0 += 1
@@ -44,14 +47,22 @@ final class NetworkNamespaces: @unchecked Sendable {
         hosts = (1...count).map { "\(prefix)-h\($0)" }
         do {
             try Self.ip(["netns", "add", bridge])
-            try Self.ip(["-n", bridge, "link", "add", "br0", "type", "bridge"])
+            // No multicast snooping: the bridge floods the mDNS groups to every port, as a
+            // small switch does.
+            try Self.ip(["-n", bridge, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"])
             try Self.ip(["-n", bridge, "link", "set", "br0", "up"])
             for (index, host) in hosts.enumerated() {
                 try Self.ip(["netns", "add", host])
                 try Self.ip(["-n", bridge, "link", "add", "p\(index + 1)", "type", "veth", "peer", "name", "eth0", "netns", host])
                 try Self.ip(["-n", bridge, "link", "set", "p\(index + 1)", "master", "br0", "up"])
                 try Self.ip(["-n", host, "link", "set", "lo", "up"])
-                try Self.ip(["-n", host, "addr", "add", "10.77.0.\(index + 1)/24", "dev", "eth0"])
+                if ipv6 {
+                    try Self.ip(["netns", "exec", host, "sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.eth0.accept_dad=0"])
+                    try Self.ip(["-n", host, "addr", "add", "fd77::\(index + 1)/64", "dev", "eth0", "nodad"])
+                } else {
+                    try Self.ip(["netns", "exec", host, "sysctl", "-q", "-w", "net.ipv6.conf.eth0.disable_ipv6=1"])
+                }
+                if ipv4 { try Self.ip(["-n", host, "addr", "add", "10.77.0.\(index + 1)/24", "dev", "eth0"]) }
                 try Self.ip(["-n", host, "link", "set", "eth0", "up"])
             }
         } catch {
