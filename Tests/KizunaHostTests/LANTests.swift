@@ -52,9 +52,10 @@ extension ProcessSuites {
             try peers(of: host).first { $0.id.rawValue == peer }?.addresses.map { "\($0.host):\($0.port)" } ?? []
         }
 
-        @Test func threeHostsWithTheManifestsAsShippedFindEachOtherAndSendAFile() throws {
-            let network = try NetworkNamespaces(count: 3)
-            defer { network.remove() }
+        /// Three hosts on `network` with the manifests as shipped: each says it runs on eth0
+        /// over `family`, lists the other two first at `address(index)`, and a file goes
+        /// from one to another.
+        static func threeHostsFindEachOtherAndSendAFile(on network: NetworkNamespaces, family: String, address: (Int) -> String) throws {
             let work = Fixtures.temporaryDirectory()
             defer { try? FileManager.default.removeItem(atPath: work) }
             let plugins = "\(BuiltinHost.repository)/manifests"
@@ -63,13 +64,12 @@ extension ProcessSuites {
             }
             defer { for host in hosts { _ = host.kill() } }
             for (index, host) in hosts.enumerated() {
-                #expect(host.startup.contains { $0.contains("discovery runs on eth0 (\(network.address(of: index))") }, "\(host.startup)")
+                #expect(host.startup.contains { $0.contains("discovery runs on eth0 (\(address(index))") && $0.hasSuffix("over \(family)") }, "\(host.startup)")
             }
-            // Each lists the other two, at the address of their own interface.
             for (index, host) in hosts.enumerated() {
                 let others = hosts.enumerated().filter { $0.offset != index }
                 let found = try Self.eventually(within: 20) {
-                    try others.allSatisfy { other in try Self.addresses(of: other.element.id, seenBy: host).first?.hasPrefix("\(network.address(of: other.offset)):") == true }
+                    try others.allSatisfy { other in try Self.addresses(of: other.element.id, seenBy: host).first?.hasPrefix("\(address(other.offset)):") == true }
                 }
                 let listed = try Self.peers(of: host)
                 #expect(found, "\(host.name) lists \(listed)")
@@ -81,33 +81,17 @@ extension ProcessSuites {
             #expect(FileManager.default.contentsEqual(atPath: source, andPath: "\(hosts[2].receiveDirectory)/photo.bin"))
         }
 
+        @Test func threeHostsWithTheManifestsAsShippedFindEachOtherAndSendAFile() throws {
+            let network = try NetworkNamespaces(count: 3)
+            defer { network.remove() }
+            try Self.threeHostsFindEachOtherAndSendAFile(on: network, family: "IPv4", address: network.address(of:))
+        }
+
         @Test func threeHostsOnIPv6OnlyFindEachOtherAndSendAFile() throws {
             let network = try NetworkNamespaces(count: 3, ipv4: false, ipv6: true)
             defer { network.remove() }
-            let work = Fixtures.temporaryDirectory()
-            defer { try? FileManager.default.removeItem(atPath: work) }
-            let plugins = "\(BuiltinHost.repository)/manifests"
-            let hosts = try ["aiko", "bo", "chie"].enumerated().map { index, name in
-                try BuiltinHost(name: name, work: work, plugins: plugins, namespace: network.hosts[index])
-            }
-            defer { for host in hosts { _ = host.kill() } }
-            for host in hosts {
-                #expect(host.startup.contains { $0.contains("discovery runs on eth0") && $0.contains("over IPv6") }, "\(host.startup)")
-            }
-            // Each lists the other two, first at its ULA address (link-local ones follow).
-            for (index, host) in hosts.enumerated() {
-                let others = hosts.enumerated().filter { $0.offset != index }
-                let found = try Self.eventually(within: 20) {
-                    try others.allSatisfy { other in try Self.addresses(of: other.element.id, seenBy: host).first?.hasPrefix("fd77::\(other.offset + 1):") == true }
-                }
-                let listed = try Self.peers(of: host)
-                #expect(found, "\(host.name) lists \(listed)")
-            }
-            let source = "\(work)/over-v6.bin"
-            try writeRandomFile(source, bytes: 2 << 20)
-            let sent = try hosts[1].cli(["send", source, "--to", hosts[0].id])
-            #expect(sent.status == 0, "\(sent.stdout)\(sent.stderr)")
-            #expect(FileManager.default.contentsEqual(atPath: source, andPath: "\(hosts[0].receiveDirectory)/over-v6.bin"))
+            // First at the ULA address, fd77::N (link-local ones follow).
+            try Self.threeHostsFindEachOtherAndSendAFile(on: network, family: "IPv6") { "fd77::\($0 + 1)" }
         }
 
         @Test func runInterfaceKeepsAHostToOneInterface() throws {
