@@ -49,25 +49,28 @@ done
 python3 - "$prefix-h1" "$work/listener.py" <<'PY'
 import sys
 open(sys.argv[2], "w").write('''
-import socket, struct, sys, time, collections
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-s.bind(("", 5353))
-s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack("4s4s", socket.inet_aton("224.0.0.251"), socket.inet_aton("10.77.0.1")))
+import select, socket, struct, sys, time, collections
+four = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+six = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+for s in (four, six):
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+six.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+four.bind(("", 5353))
+six.bind(("::", 5353))
+four.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack("4s4s", socket.inet_aton("224.0.0.251"), socket.inet_aton("10.77.0.1")))
+six.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, struct.pack("16sI", socket.inet_pton(socket.AF_INET6, "ff02::fb"), socket.if_nametoindex("eth0")))
 counts = collections.Counter()
 end = time.time() + float(sys.argv[1])
 while True:
     left = end - time.time()
     if left <= 0: break
-    s.settimeout(left)
-    try:
-        data, (source, port) = s.recvfrom(9000)
-    except socket.timeout:
-        break
-    counts[source] += 1
-for source, count in sorted(counts.items()):
-    print(source, count)
+    ready, _, _ = select.select([four, six], [], [], left)
+    for s in ready:
+        data, source = s.recvfrom(9000)
+        counts[("IPv4" if s is four else "IPv6", source[0])] += 1
+for (family, source), count in sorted(counts.items()):
+    print(family, source, count)
 ''')
 PY
 
@@ -119,10 +122,13 @@ sleep "$settle"
 echo "idle ($settle s after all were listed): counting packets for $seconds s"
 ip netns exec "$prefix-h1" python3 "$work/listener.py" "$seconds" > "$work/counts"
 python3 - "$work/counts" "$seconds" <<'PY'
-import sys
-counts = [int(line.split()[1]) for line in open(sys.argv[1])]
+import sys, collections
 seconds = float(sys.argv[2])
-per_minute = sorted(c * 60 / seconds for c in counts)
-if per_minute:
-    print(f"packets per minute per host ({len(counts)} hosts sending): median {per_minute[len(per_minute)//2]:.1f}, max {per_minute[-1]:.1f}, all {sum(counts) * 60 / seconds:.1f}")
+by_family = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    family, source, count = line.split()
+    by_family[family].append(int(count) * 60 / seconds)
+for family, rates in sorted(by_family.items()):
+    rates.sort()
+    print(f"{family}: packets per minute per host ({len(rates)} hosts sending): median {rates[len(rates)//2]:.1f}, max {rates[-1]:.1f}, all {sum(rates):.1f}")
 PY
