@@ -17,10 +17,18 @@ extension ProcessSuites {
             let output = Pipe()
             private var buffer = Data()
 
-            init(_ script: String, _ arguments: [String]) throws {
-                process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-                process.arguments = ["python3", "\(zeroconf)/\(script)"] + arguments
-                process.environment = TestPython.environment
+            /// In `namespace` (a network namespace) if given, on the interface of `address`
+            /// (default 127.0.0.1; an IPv6 address makes the helper IPv6 only).
+            init(_ script: String, _ arguments: [String], namespace: String? = nil, address: String? = nil) throws {
+                let command = ["/usr/bin/env", "python3", "\(zeroconf)/\(script)"] + arguments
+                if let namespace {
+                    process.executableURL = URL(fileURLWithPath: NetworkNamespaces.ipTool)
+                    process.arguments = ["netns", "exec", namespace] + command
+                } else {
+                    process.executableURL = URL(fileURLWithPath: command[0])
+                    process.arguments = Array(command.dropFirst())
+                }
+                process.environment = TestPython.environment.merging(address.map { ["KIZUNA_ZC_ADDRESS": $0] } ?? [:]) { $1 }
                 process.standardInput = input
                 process.standardOutput = output
                 try process.run()

@@ -111,6 +111,77 @@ extension ProcessSuites {
             #expect(unknown.stderr.contains("--interface nosuch0: no interface of that name has an IP address to listen on; give one of"), "\(unknown.stderr)")
         }
 
+        @Test func avahiAndKizunaSeeEachOtherOverIPv4AndIPv6AndNeitherSeesAConflict() throws {
+            let network = try NetworkNamespaces(count: 2, ipv4: true, ipv6: true)
+            defer { network.remove() }
+            let work = Fixtures.temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: work) }
+            let avahi = try Avahi(work: work)
+            defer { avahi.stopAll() }
+            // One Avahi beside Kizuna in its namespace, one on the other host.
+            try avahi.daemon(in: network.hosts[0], hostName: "avahi-one")
+            try avahi.daemon(in: network.hosts[1], hostName: "avahi-two")
+            let host = try BuiltinHost(name: "aiko", work: work, plugins: "\(BuiltinHost.repository)/manifests", namespace: network.hosts[0])
+            defer { _ = host.kill() }
+            let instance = "aiko-\(host.id.prefix(8))"
+
+            // Avahi on the other host browses Kizuna's service and resolves it over both families.
+            var browsed = ""
+            let seen = try Self.eventually(within: 20) {
+                browsed = try avahi.run(in: network.hosts[1], of: "avahi-two", "avahi-browse", ["-rtp", "_kizuna._tcp"])
+                return browsed.contains("=;eth0;IPv4;\(instance);_kizuna._tcp;local;") && browsed.contains("=;eth0;IPv6;\(instance);_kizuna._tcp;local;")
+            }
+            #expect(seen, "\(browsed)")
+            #expect(browsed.contains(";10.77.0.1;") && browsed.contains("\"id=\(host.id)\""), "\(browsed)")
+            // Its host name has AAAA records (and the NSEC that says there is nothing else).
+            let resolved = try avahi.run(in: network.hosts[1], of: "avahi-two", "avahi-resolve", ["-6", "-n", "kizuna-\(host.id.prefix(50)).local"])
+            #expect(resolved.contains("fd77::1") || resolved.contains("fe80::"), "\(resolved)")
+
+            // A service Avahi publishes is a peer Kizuna lists, at both addresses.
+            try avahi.background(in: network.hosts[1], of: "avahi-two", "avahi-publish", ["-s", "avahi-service", "_kizuna._tcp", "4242", "id=avahi-peer", "services=file-transfer"], log: "publish")
+            let found = try Self.eventually(within: 20) {
+                let listed = try Self.addresses(of: "avahi-peer", seenBy: host)
+                return listed.contains("10.77.0.2:4242") && listed.contains("fd77::2:4242")
+            }
+            let listed = try Self.addresses(of: "avahi-peer", seenBy: host)
+            #expect(found, "\(listed); \(avahi.log("publish"))")
+
+            // Nobody's names collided: not Kizuna's, not either Avahi's.
+            for name in ["avahi-one", "avahi-two", "publish"] {
+                #expect(!avahi.log(name).lowercased().contains("conflict"), "\(name): \(avahi.log(name))")
+            }
+            let stopped = host.kill()
+            #expect(stopped == 0)
+            // Everything the host printed after its start, up to its exit.
+            let printed = host.startup + host.process.waitForLine(containing: "taking a new name")
+            #expect(!printed.contains { $0.contains("taking a new name") || $0.contains("two instances announce") }, "\(printed)")
+        }
+
+        @Test func zeroconfAndKizunaSeeEachOtherOverIPv6Only() throws {
+            try TestPython.requireZeroconf()
+            let network = try NetworkNamespaces(count: 2, ipv4: false, ipv6: true)
+            defer { network.remove() }
+            let work = Fixtures.temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: work) }
+            let browser = try DiscoveryTests.Python("browse.py", ["40"], namespace: network.hosts[1], address: "fd77::2")
+            defer { browser.stop() }
+            _ = browser.next("browsing")
+            let host = try BuiltinHost(name: "aiko", work: work, plugins: "\(BuiltinHost.repository)/manifests", namespace: network.hosts[0])
+            defer { _ = host.kill() }
+            // python-zeroconf resolves Kizuna's service to its IPv6 addresses.
+            let added = try #require(browser.next("added") { ($0["properties"] as? [String: String])?["id"] == host.id })
+            let addresses = added["addresses"] as? [String] ?? []
+            #expect(addresses.contains("fd77::1"), "\(added)")
+
+            // And Kizuna lists a service python-zeroconf registers, at its IPv6 address.
+            let registrar = try DiscoveryTests.Python("register.py", ["python-v6", "py-v6-peer", "4242"], namespace: network.hosts[1], address: "fd77::2")
+            defer { registrar.stop() }
+            #expect(registrar.next("registered") != nil)
+            let found = try Self.eventually(within: 20) { try Self.addresses(of: "py-v6-peer", seenBy: host).contains("fd77::2:4242") }
+            let listed = try Self.addresses(of: "py-v6-peer", seenBy: host)
+            #expect(found, "\(listed)")
+        }
+
         @Test func anAddressChangedUnderARunningHostIsFollowedByItsPeers() throws {
             let network = try NetworkNamespaces(count: 2)
             defer { network.remove() }

@@ -1,4 +1,4 @@
-"""Browses for _kizuna._tcp over mDNS on loopback with python-zeroconf, an independent
+"""Browses for _kizuna._tcp over mDNS with python-zeroconf (on loopback unless KIZUNA_ZC_ADDRESS says otherwise), an independent
 implementation, and prints what it sees as JSON lines: {"added": name, "properties": ...}
 and {"removed": name}. Exits after `seconds`."""
 import json
@@ -8,7 +8,12 @@ import time
 from zeroconf import IPVersion, ServiceBrowser, Zeroconf
 
 seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 20
-zc = Zeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
+import os
+# The address of the interface to use (KIZUNA_ZC_ADDRESS, default 127.0.0.1): an IPv6 one
+# makes this IPv6 only.
+address = os.environ.get("KIZUNA_ZC_ADDRESS", "127.0.0.1")
+ipv6 = ":" in address
+zc = Zeroconf(interfaces=[address], ip_version=IPVersion.V6Only if ipv6 else IPVersion.V4Only)
 
 
 def say(**fields):
