@@ -39,6 +39,8 @@ final class Responder: Sendable {
     /// Known answers put in one query, at most (the rest are left out, which only costs
     /// answers that were not needed).
     static let maxQueryBytes = 1400
+    /// Unicast answers (to QU and legacy queries) a link sends a second, at most.
+    static let maxUnicastPerSecond = 20
 
     init(context: PluginContext, options: Options, sockets: [AddressFamily: MulticastSocket], port: UInt16, peers: PeerTable) {
         self.context = context
@@ -128,6 +130,10 @@ final class Responder: Sendable {
         var phase: Phase
         /// When each of this host's records was last multicast here.
         var lastMulticast: [RecordKey: ContinuousClock.Instant] = [:]
+        /// Unicast answers sent in the current second, and when it began: at most
+        /// `Responder.maxUnicastPerSecond`, so queries with a forged source cannot make
+        /// this host a reflector.
+        var unicastWindow: (start: ContinuousClock.Instant, count: Int)?
         /// A shared answer waiting for its random delay.
         var pending: (due: ContinuousClock.Instant, answers: [ResourceRecord], additionals: [ResourceRecord])?
 
@@ -545,6 +551,13 @@ final class Responder: Sendable {
             }
             var outgoing: Outgoing = []
             if !unicast.isEmpty {
+                if let window = link.unicastWindow, now - window.start < .seconds(1) {
+                    link.unicastWindow?.count += 1
+                } else {
+                    link.unicastWindow = (now, 1)
+                }
+            }
+            if !unicast.isEmpty, let window = link.unicastWindow, window.count <= Self.maxUnicastPerSecond {
                 var reply = DNSMessage(id: isLegacy ? query.id : 0, isResponse: true, answers: unicast, additionals: uniqueAdditionals(additionals, besides: unicast))
                 if isLegacy {
                     // To a resolver that is not mDNS (6.7): its id and questions echoed,

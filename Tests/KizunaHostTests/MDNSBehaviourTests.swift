@@ -93,6 +93,23 @@ extension ProcessSuites {
             #expect(!ttls.isEmpty && ttls.allSatisfy { $0 <= 10 }, "\(ttls)")
         }
 
+        @Test func unicastAnswersAreCappedSoAForgedSourceGetsNoFlood() throws {
+            let (host, type, _, work) = try host()
+            defer {
+                _ = host.kill()
+                try? FileManager.default.removeItem(atPath: work)
+            }
+            // 300 legacy queries (each would get a unicast answer) within a fraction of a second.
+            let asker = try LoopbackUDP(port: 0)
+            let started = Date()
+            for id in 0..<300 { try asker.sendToGroup(Self.query(id: UInt16(id), type: type)) }
+            var replies = 0
+            let deadline = Date(timeIntervalSinceNow: 2)
+            while asker.receive(within: deadline.timeIntervalSinceNow) != nil { replies += 1 }
+            let seconds = Date().timeIntervalSince(started)
+            #expect(replies >= 1 && Double(replies) <= 20 * seconds.rounded(.up), "\(replies) unicast answers to 300 queries in \(seconds) s")
+        }
+
         @Test func anAAAAQuestionForTheHostNameGetsAnNSECThatSaysItHasOnlyAnA() throws {
             let (host, _, _, work) = try host()
             defer {
@@ -116,6 +133,9 @@ extension ProcessSuites {
                 try? FileManager.default.removeItem(atPath: work)
             }
             let listener = try LoopbackUDP(port: 5353, joinGroup: true)
+            // Until the link has been quiet for 1.2 s: the host's answers to the watcher's
+            // queries are out, and its once-a-second limit is behind it.
+            #expect(listener.quiet(for: 1.2, within: 15), "the link never went quiet")
             func answered(_ query: [UInt8]) throws -> Bool {
                 try listener.sendToGroup(query)
                 let deadline = Date(timeIntervalSinceNow: 1.5)
@@ -267,6 +287,16 @@ final class LoopbackUDP {
             }
         }
         guard sent == packet.count else { throw HostFailure("cannot send to the mDNS group on loopback") }
+    }
+
+    /// Waits until no packet has come for `seconds` (reading what comes meanwhile), at
+    /// most `limit` seconds; whether it was so.
+    func quiet(for seconds: Double, within limit: Double) -> Bool {
+        let deadline = Date(timeIntervalSinceNow: limit)
+        while Date() < deadline {
+            if receive(within: seconds) == nil { return true }
+        }
+        return false
     }
 
     /// The next packet within `seconds`, or nil.
