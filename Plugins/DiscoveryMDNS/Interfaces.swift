@@ -23,7 +23,6 @@ struct IPv6Address: Hashable, Sendable, CustomStringConvertible {
 
     /// fe80::/10, reachable only with the interface named.
     var isLinkLocal: Bool { high >> 54 == 0x3FA }
-    var isLoopback: Bool { high == 0 && low == 1 }
 
     var description: String {
         var address = in6

@@ -4,30 +4,14 @@ import Glibc
 /// Avahi, the mDNS implementation of most Linux desktops, for interoperability tests:
 /// `avahi-daemon` instances in network namespaces, each with a private D-Bus (its socket
 /// in the test's folder, so nothing of the machine's is used) and a /run/avahi-daemon of
-/// its own. The Debian packages are installed with apt-get on first use where missing,
-/// with services kept from starting (policy-rc.d), so no Avahi runs on the machine's own
-/// network.
+/// its own. The Debian packages are installed on first use where missing
+/// (``DebianPackages``), so no Avahi of the machine's own runs.
 final class Avahi: @unchecked Sendable {
     static let installed: Result<Void, HostFailure> = {
         if FileManager.default.isExecutableFile(atPath: "/usr/sbin/avahi-daemon"), FileManager.default.isExecutableFile(atPath: "/usr/bin/avahi-browse") {
             return .success(())
         }
-        let policy = "/usr/sbin/policy-rc.d"
-        let ownPolicy = !FileManager.default.fileExists(atPath: policy)
-        if ownPolicy {
-            FileManager.default.createFile(atPath: policy, contents: Data("#!/bin/sh\nexit 101\n".utf8), attributes: [.posixPermissions: 0o755])
-        }
-        defer { if ownPolicy { try? FileManager.default.removeItem(atPath: policy) } }
-        for arguments in [["update", "-qq"], ["install", "-y", "-qq", "avahi-daemon", "avahi-utils", "dbus"]] {
-            let apt = Process()
-            apt.executableURL = URL(fileURLWithPath: "/usr/bin/apt-get")
-            apt.arguments = arguments
-            apt.environment = ProcessInfo.processInfo.environment.merging(["DEBIAN_FRONTEND": "noninteractive"]) { $1 }
-            apt.standardOutput = FileHandle.nullDevice
-            apt.standardError = FileHandle.nullDevice
-            try? apt.run()
-            apt.waitUntilExit()
-        }
+        DebianPackages.install(["avahi-daemon", "avahi-utils", "dbus"])
         return FileManager.default.isExecutableFile(atPath: "/usr/sbin/avahi-daemon")
             ? .success(()) : .failure(HostFailure("avahi-daemon is missing and apt-get install avahi-daemon avahi-utils dbus did not install it"))
     }()

@@ -189,34 +189,8 @@ extension ProcessSuites {
         }
 
         /// Sends `packet` to the mDNS group on loopback only, from the mDNS port (responders
-        /// take responses from no other, RFC 6762, 11.), or from `port`.
-        func sendMulticast(_ packet: [UInt8], fromPort port: UInt16 = 5353) throws {
-            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-            defer { close(fd) }
-            var one: Int32 = 1
-            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
-            var source = sockaddr_in()
-            source.sin_family = sa_family_t(AF_INET)
-            source.sin_port = port.bigEndian
-            source.sin_addr = in_addr(s_addr: UInt32(0x7F00_0001).bigEndian)
-            let bound = withUnsafePointer(to: &source) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            guard bound == 0 else { throw HostFailure("cannot bind 127.0.0.1:\(port) to send from: \(String(cString: strerror(errno)))") }
-            var interface = in_addr(s_addr: UInt32(0x7F00_0001).bigEndian)
-            setsockopt(fd, Int32(IPPROTO_IP), IP_MULTICAST_IF, &interface, socklen_t(MemoryLayout<in_addr>.size))
-            var destination = sockaddr_in()
-            destination.sin_family = sa_family_t(AF_INET)
-            destination.sin_port = UInt16(5353).bigEndian
-            destination.sin_addr = in_addr(s_addr: UInt32(0xE000_00FB).bigEndian)
-            let sent = packet.withUnsafeBytes { bytes in
-                withUnsafePointer(to: &destination) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, bytes.baseAddress, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-                }
-            }
-            guard sent == packet.count else { throw HostFailure("cannot send to the mDNS group on loopback") }
-        }
+        /// take responses from no other, RFC 6762, 11.).
+        func sendMulticast(_ packet: [UInt8]) throws { try LoopbackUDP(port: 5353).sendToGroup(packet) }
 
         /// Swapping the transport: a different library file is loaded in place of the running
         /// one while the host process, and the file-transfer plugin's library, stay as they are.

@@ -8,21 +8,13 @@ import Synchronization
 /// hosts in it may use their built-in settings (every interface) as they would on a LAN.
 /// It needs root, as CI and the tests run; without it the test fails, saying so.
 final class NetworkNamespaces: @unchecked Sendable {
-    /// `ip` from iproute2, installed with apt-get on first use where the machine lacks it
-    /// (as python-zeroconf is, see ``TestPython``): the tests set up what they use.
+    /// `ip` from iproute2, installed on first use where the machine lacks it
+    /// (``DebianPackages``): the tests set up what they use.
     static let ipTool: String = {
         let candidates = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
         func found() -> String? { candidates.first { FileManager.default.isExecutableFile(atPath: $0) } }
         if let path = found() { return path }
-        for arguments in [["update", "-qq"], ["install", "-y", "-qq", "iproute2"]] {
-            let apt = Process()
-            apt.executableURL = URL(fileURLWithPath: "/usr/bin/apt-get")
-            apt.arguments = arguments
-            apt.environment = ProcessInfo.processInfo.environment.merging(["DEBIAN_FRONTEND": "noninteractive"]) { $1 }
-            apt.standardOutput = FileHandle.nullDevice
-            try? apt.run()
-            apt.waitUntilExit()
-        }
+        DebianPackages.install(["iproute2"])
         return found() ?? "/usr/sbin/ip"
     }()
     private static let counter = Mutex(0)
